@@ -1,0 +1,346 @@
+"""parrot.sh: N conversations into a run folder, servers started once.
+
+    ./parrot.sh 20 config.json            -> parrot_20261122_101500/
+    ./parrot.sh 20 config.json -j 4       4 conversations at once
+    ./parrot.sh 20 --resume parrot_20261122_101500
+
+The folder holds one parrot_<date_time_ns>.log/.jsonl pair per conversation,
+a copy of the config and manifest.json (tool version, engines, models, the
+servers' reported settings, start and end times, each conversation's outcome).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import __version__
+from .config import Config, load_config
+from .dialogue import Dialogue, Outcome
+from .display import Display
+from .engines import EngineError
+from .errors import ParrotError
+from .roles import Role, embedded_servers, open_role
+from .runlog import RunLog, now_iso, stamp
+from .server import install_signal_handlers
+
+USAGE = "usage: ./parrot.sh <number_of_iterations> <path/config.json> [-j K]\n" \
+        "       ./parrot.sh <number_of_iterations> --resume <parrot_YYYYmmdd_HHMMSS>"
+
+
+class ServerPool:
+    """The servers of one role: handed out round-robin, dead ones taken out."""
+
+    def __init__(self, role: str, urls: list[str], warn):
+        self.role = role
+        self.urls = list(urls)
+        self.down: set[str] = set()
+        self.warn = warn
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def healthy(self) -> list[str]:
+        return [u for u in self.urls if u not in self.down]
+
+    def pick(self, avoid: str | None = None) -> str | None:
+        with self._lock:
+            live = [u for u in self.healthy() if u != avoid]
+            if not live:
+                return None
+            url = live[self._next % len(live)]
+            self._next += 1
+            return url
+
+    def mark_down(self, url: str, why: str) -> None:
+        with self._lock:
+            if url in self.down:
+                return
+            self.down.add(url)
+            left = len(self.healthy())
+        self.warn(f"{self.role} server {url} taken out of rotation ({why}); {left} left")
+
+
+def complete_in(folder: Path) -> list[str]:
+    """Stems of the conversations in `folder` whose .jsonl footer says complete."""
+    done = []
+    for path in sorted(folder.glob("parrot_*.jsonl")):
+        try:
+            last = path.read_text(encoding="utf-8").strip().splitlines()[-1]
+            footer = json.loads(last)
+        except (OSError, IndexError, ValueError):
+            continue
+        if footer.get("type") == "footer" and footer.get("complete"):
+            done.append(path.stem)
+    return done
+
+
+class Batch:
+    def __init__(self, config: Config, folder: Path, target: int, jobs: int, console: Console,
+                 display_text: bool):
+        self.config = config
+        self.folder = folder
+        self.target = target
+        self.jobs = jobs
+        self.console = console
+        self.display_text = display_text
+        self.cancel = threading.Event()
+        self.lock = threading.Lock()
+        self.records: list[dict] = []
+        self.tokens = 0
+        self.started = time.monotonic()
+        self.manifest_path = folder / "manifest.json"
+        self.manifest = self._load_manifest()
+        self.complete = len(complete_in(folder))
+        self.progress: Progress | None = None
+        self.task = None
+
+    def _load_manifest(self) -> dict:
+        if self.manifest_path.exists():
+            try:
+                return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            except ValueError:
+                pass
+        return {"tool": "broken-record-parrot", "tool_version": __version__, "created": now_iso(),
+                "conversations": [], "sessions": []}
+
+    def save_manifest(self) -> None:
+        with self.lock:
+            tmp = self.manifest_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, self.manifest_path)
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False)
+
+    def say(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    # -- one conversation ------------------------------------------------
+    def _role(self, pool: ServerPool, rc, avoid=None) -> Role | None:
+        while True:
+            url = pool.pick(avoid)
+            if url is None:
+                return None
+            try:
+                return open_role(rc, url, self.config)
+            except ParrotError as err:
+                pool.mark_down(url, str(err).splitlines()[0])
+
+    def conversation(self, pools: dict[str, ServerPool]) -> dict:
+        stem = stamp()
+        entry = {"stem": stem, "started": now_iso(), "outcome": "running"}
+        with self.lock:
+            self.manifest["conversations"].append(entry)
+        self.save_manifest()
+        roles = {}
+        for rc in (self.config.assistant, self.config.user):
+            role = self._role(pools[rc.name], rc)
+            if role is None:
+                entry.update(outcome="failed", ended=now_iso(),
+                             detail=f"no {rc.name} server answers")
+                self.save_manifest()
+                return entry
+            roles[rc.name] = role
+        if "engines" not in self.manifest:
+            self.manifest["engines"] = {n: r.describe() for n, r in roles.items()}
+            for r in roles.values():
+                for w in r.warnings():
+                    self.warn(w)
+
+        def reconnect(name, failed: Role):
+            pools[name].mark_down(failed.info.url, "stopped answering")
+            rc = self.config.assistant if name == "assistant" else self.config.user
+            return self._role(pools[name], rc, avoid=failed.info.url)
+
+        last_tokens = [self.config.initial_tokens]
+
+        def on_turn(record):
+            if record.get("tokens"):
+                with self.lock:
+                    self.tokens += record["tokens"]
+                self._update()
+
+        log = RunLog(self.folder, stem)
+        display = Display(quiet=not self.display_text)
+        dialogue = Dialogue(self.config, roles["assistant"], roles["user"], log, display,
+                            on_turn=on_turn, cancel=self.cancel, reconnect=reconnect)
+        outcome: Outcome = dialogue.run()
+        del last_tokens
+        entry.update(ended=now_iso(), end_reason=outcome.end_reason, total_tokens=outcome.total_tokens,
+                     turns=outcome.turns, detail=outcome.detail,
+                     servers={n: r.info.url for n, r in dialogue.roles.items()},
+                     outcome="complete" if outcome.complete else (
+                         "interrupted" if outcome.end_reason == "interrupted" else "failed"))
+        if outcome.complete:
+            with self.lock:
+                self.complete += 1
+        self.save_manifest()
+        self._update()
+        if not self.progress:
+            self._plain_progress(entry)
+        return entry
+
+    # -- progress ---------------------------------------------------------
+    def _rate(self) -> float:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        return self.tokens / elapsed
+
+    def _eta(self) -> float | None:
+        rate = self._rate()
+        left = (self.target - self.complete) * self.config.total_tokens
+        return left / rate if rate > 0 else None
+
+    def _update(self) -> None:
+        if self.progress:
+            self.progress.update(self.task, completed=self.complete,
+                                 description=f"{self.complete}/{self.target} conversations · "
+                                             f"{self.tokens} tokens · {self._rate():.1f} tok/s")
+
+    def _plain_progress(self, entry: dict) -> None:
+        eta = self._eta()
+        self.say(f"[parrot.sh] conversation {entry['stem']}: {entry['outcome']} "
+                 f"({entry.get('end_reason', '')}, {entry.get('total_tokens', 0)} tokens) · "
+                 f"{self.complete} of {self.target} complete · {self.tokens} tokens · "
+                 f"{self._rate():.1f} tok/s · time left "
+                 f"{'?' if eta is None else _fmt_secs(eta)}")
+
+    # -- the batch ----------------------------------------------------------
+    def run(self, pools: dict[str, ServerPool]) -> int:
+        session = {"started": now_iso(), "jobs": self.jobs, "target": self.target}
+        self.manifest.setdefault("sessions", []).append(session)
+        self.save_manifest()
+        interrupted = False
+        use_bar = self.console.is_terminal and self.jobs > 1
+        if use_bar:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     TimeRemainingColumn(), console=self.console)
+            self.progress.start()
+            self.task = self.progress.add_task("starting", total=self.target)
+        outcomes = []
+        try:
+            with ThreadPoolExecutor(max_workers=self.jobs) as ex:
+                running = set()
+                while True:
+                    while (len(running) < self.jobs and not self.cancel.is_set()
+                           and self.complete + len(running) < self.target
+                           and all(p.healthy() for p in pools.values())
+                           and sum(1 for o in outcomes if o["outcome"] == "failed") < max(3, self.target)):
+                        if self.jobs == 1:
+                            self.say(f"[parrot.sh] conversation {self.complete + 1} of {self.target}")
+                        running.add(ex.submit(self.conversation, pools))
+                    if not running:
+                        break
+                    try:
+                        done, running = wait(running, timeout=0.5, return_when="FIRST_COMPLETED")
+                    except KeyboardInterrupt:
+                        raise
+                    for fut in done:
+                        outcomes.append(fut.result())
+        except KeyboardInterrupt:
+            interrupted = True
+            self.cancel.set()
+            # the workers see `cancel`, close their logs as interrupted and return
+            for entry in self.manifest["conversations"]:
+                if entry.get("outcome") == "running":
+                    entry["outcome"] = "interrupted"
+        finally:
+            if self.progress:
+                self.progress.stop()
+        session["ended"] = now_iso()
+        failed = [c for c in self.manifest["conversations"] if c.get("outcome") == "failed"]
+        session_conv = outcomes
+        summary = {
+            "complete": sum(1 for c in session_conv if c["outcome"] == "complete"),
+            "failed": sum(1 for c in session_conv if c["outcome"] == "failed"),
+            "interrupted": sum(1 for c in self.manifest["conversations"]
+                               if c.get("outcome") == "interrupted"),
+            "tokens": self.tokens, "wall_seconds": round(time.monotonic() - self.started, 2),
+        }
+        session["summary"] = summary
+        self.manifest["complete_conversations"] = len(complete_in(self.folder))
+        self.save_manifest()
+        self.say(f"[parrot.sh] done: {summary['complete']} completed, {summary['failed']} failed, "
+                 f"{summary['interrupted']} interrupted · {summary['tokens']} tokens · "
+                 f"{_fmt_secs(summary['wall_seconds'])} · folder {self.folder}")
+        if interrupted:
+            return 130
+        if summary["failed"] or self.complete < self.target:
+            return 1
+        del failed
+        return 0
+
+
+def _fmt_secs(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="parrot.sh", usage=USAGE, description=(
+        "Run N conversations into a new folder parrot_<YYYYmmdd_HHMMSS>/ (or top up an existing "
+        "one with --resume), with the embedded llama-server started once for the batch."))
+    ap.add_argument("iterations", type=int, help="number of complete conversations wanted")
+    ap.add_argument("config", nargs="?", help="config file")
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="conversations at once (default 1)")
+    ap.add_argument("--resume", metavar="FOLDER", help="top up this run folder, with its saved config")
+    ap.add_argument("--out", metavar="DIR", default=".", help="where the run folder is made (default .)")
+    args = ap.parse_args(argv)
+    if args.iterations < 1:
+        ap.error("number_of_iterations must be at least 1")
+    if args.jobs < 1:
+        ap.error("-j must be at least 1")
+    if not args.resume and not args.config:
+        ap.error("a config file is needed (or --resume FOLDER)")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    install_signal_handlers()
+    console = Console(stderr=True, highlight=False)
+    try:
+        if args.resume:
+            folder = Path(args.resume)
+            if not (folder / "config.json").is_file():
+                raise ParrotError(f"{folder}: not a run folder (no config.json): give a folder "
+                                  f"made by parrot.sh")
+            config = load_config(folder / "config.json")
+        else:
+            config = load_config(args.config)
+            folder = Path(args.out) / ("parrot_" + datetime.now().strftime("%Y%m%d_%H%M%S"))
+            while folder.exists():
+                time.sleep(1)
+                folder = Path(args.out) / ("parrot_" + datetime.now().strftime("%Y%m%d_%H%M%S"))
+            folder.mkdir(parents=True)
+            shutil.copyfile(args.config, folder / "config.json")
+        batch = Batch(config, folder, args.iterations, args.jobs, console,
+                      display_text=args.jobs == 1)
+        if batch.complete >= args.iterations:
+            batch.say(f"[parrot.sh] {folder} already holds {batch.complete} complete conversations")
+            return 0
+        batch.say(f"[parrot.sh] run folder {folder}")
+        # per-slot context must hold a whole conversation; one slot per parallel conversation
+        with embedded_servers(config, slots=args.jobs) as urls:
+            pools = {name: ServerPool(name, u, batch.warn) for name, u in urls.items()}
+            return batch.run(pools)
+    except ParrotError as err:
+        print(f"parrot.sh: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("parrot.sh: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,500 @@
+"""Several runs' analysis.json side by side, as compact long-format frames.
+
+Each function takes a list of ``Run`` (a label and its analysis dict) and
+returns a small pandas frame with one row per (run, thing) that an Altair
+chart or a table can use as it is: scatter points, the summary table,
+pre-binned histograms, loop/break type shares, the survival curve of loop
+onset, and the settings that differ between runs.
+
+``open_run`` is the one function here that touches the disk: it reads a run
+folder's analysis.json, analysing the folder first when it has none.
+Charts live in charts.py-like builders in dashboard.py and html_report.py;
+nothing here draws or prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MAX_RUNS = 10
+RESULTS_PREFIX = "results-"
+ANALYSIS_FILE = "analysis.json"
+LOG_SUFFIXES = (".log", ".jsonl")
+
+LOOP_TYPES = (
+    "single_turn_loop",
+    "multi_turn_loop",
+    "intra_turn_repetition",
+    "prefix_repetition",
+    "semantic_repetition",
+)
+BREAK_TYPES = (
+    "word_soup",
+    "nothing_to_say",
+    "apostrophe_break",
+    "leading_whitespace",
+    "rejection",
+)
+
+# The y measures the scatter offers: the classic (unbounded) density and
+# the bounded share of assistant characters inside repeated segments.
+BOUNDED = "repeated_share"
+MEASURES = {
+    "loop_density": "loop density (classic)",
+    BOUNDED: "repeated share (0-1)",
+}
+
+
+@dataclass
+class Run:
+    """One run folder as the comparison sees it."""
+
+    label: str
+    folder: str
+    analysis: dict | None = None
+    error: str | None = None  # one line that says what to do
+    analysed_now: bool = False  # analysis.json was missing and was made
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.analysis is not None and self.error is None
+
+
+# --- labels and loading (the one edge with I/O) -----------------------------
+
+
+def run_label(folder: str | Path) -> str:
+    """The folder's name without a ``results-`` prefix.
+
+    ``"out/results-hot_sampler/"`` -> ``"hot_sampler"``.
+    """
+    name = Path(str(folder).rstrip("/\\") or ".").resolve().name
+    if name.startswith(RESULTS_PREFIX) and len(name) > len(RESULTS_PREFIX):
+        name = name[len(RESULTS_PREFIX):]
+    return name
+
+
+def unique_labels(folders: list[str]) -> list[str]:
+    """Labels for the folders, numbered where two would be equal.
+
+    ``["a/run", "b/run", "c"]`` -> ``["run", "run (2)", "c"]``.
+    """
+    labels: list[str] = []
+    seen: dict[str, int] = {}
+    for folder in folders:
+        base = run_label(folder)
+        seen[base] = seen.get(base, 0) + 1
+        labels.append(base if seen[base] == 1 else f"{base} ({seen[base]})")
+    return labels
+
+
+def too_many_runs(folders: list[str]) -> str | None:
+    """The one-line error for more than MAX_RUNS folders, else None."""
+    if len(folders) > MAX_RUNS:
+        return (
+            f"{len(folders)} run folders given; view.py compares at most "
+            f"{MAX_RUNS}: leave some out"
+        )
+    return None
+
+
+def conversation_logs(folder: Path) -> list[Path]:
+    """The conversation logs in a run folder (.log and .jsonl files)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in LOG_SUFFIXES)
+
+
+def open_run(folder: str | Path, label: str | None = None, analyse: bool = True) -> Run:
+    """Read ``folder/analysis.json``; analyse the folder first if it has none.
+
+    Never raises for a user's mistake: a missing or empty folder, or an
+    unreadable analysis.json, comes back as ``Run.error``.
+    """
+    path = Path(folder)
+    label = label or run_label(folder)
+    run = Run(label=label, folder=str(folder))
+    if not path.is_dir():
+        run.error = (
+            f"run folder '{folder}' does not exist: check the path "
+            "(a run folder is what ./parrot.sh writes, e.g. parrot_20261122_101500)"
+        )
+        return run
+    target = path / ANALYSIS_FILE
+    if not target.is_file():
+        if not conversation_logs(path):
+            run.error = (
+                f"run folder '{folder}' has no conversation logs (*.log, *.jsonl) "
+                "and no analysis.json: point view.py at a folder written by ./parrot.sh"
+            )
+            return run
+        if not analyse:
+            run.error = f"'{folder}' has no analysis.json yet: run python analyze.py {folder}"
+            return run
+        try:
+            run.analysis = analyse_folder(path)
+        except Exception as exc:  # the analysis is another module's: report it, keep others
+            run.error = f"could not analyse '{folder}': {exc}; try python analyze.py {folder}"
+            return run
+        run.analysed_now = True
+        return run
+    try:
+        run.analysis = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        run.error = (
+            f"'{target}' could not be read ({exc}): delete it and run "
+            f"python analyze.py {folder} again"
+        )
+        return run
+    if not isinstance(run.analysis, dict) or not isinstance(run.analysis.get("conversations"), list):
+        run.analysis = None
+        run.error = f"'{target}' is not an analysis.json: run python analyze.py {folder} again"
+    return run
+
+
+def analyse_folder(path: Path) -> dict:
+    """Analyse a run folder with the library and write its outputs there.
+
+    Falls back to an in-memory analysis when the folder is read-only.
+    """
+    from broken_record import analysis  # heavy: only when a folder needs it
+
+    try:
+        return analysis.write_analysis(path)
+    except OSError:
+        return analysis.analyze_folder(path)
+
+
+# --- small accessors ----------------------------------------------------------
+
+
+def conversations(run: Run) -> list[dict]:
+    return list((run.analysis or {}).get("conversations") or [])
+
+
+def _number(value: Any) -> float:
+    """A figure from analysis.json as a float; missing or null -> NaN."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def bounded_share(conv: dict) -> float:
+    """The bounded repeated-share measure of one conversation (0..1)."""
+    value = conv.get(BOUNDED)
+    if value is None:
+        value = (conv.get("metrics") or {}).get(BOUNDED)
+    return _number(value)
+
+
+def detections(conv: dict) -> dict[str, dict]:
+    """``{type: {present, turns, severity}}`` for the loop and break types."""
+    found: dict[str, dict] = {}
+    for family in ("loops", "breaks"):
+        for name, entry in (conv.get(family) or {}).items():
+            if isinstance(entry, dict):
+                found[name] = entry
+    return found
+
+
+def type_names(runs: list[Run]) -> list[tuple[str, str]]:
+    """``[(family, type), ...]``: the fixed ten first, then any extra ones seen."""
+    names = [("loop", t) for t in LOOP_TYPES] + [("break", t) for t in BREAK_TYPES]
+    known = {t for _, t in names}
+    for run in runs:
+        for conv in conversations(run):
+            for family, key in (("loop", "loops"), ("break", "breaks")):
+                for name in conv.get(key) or {}:
+                    if name not in known:
+                        known.add(name)
+                        names.append((family, name))
+    return names
+
+
+# --- frames ---------------------------------------------------------------------
+
+
+def points(runs: list[Run]) -> pd.DataFrame:
+    """One row per conversation: run, conversation and its headline figures.
+
+    Columns: run, conversation, avg_response_length, loop_density,
+    repeated share (BOUNDED), loop_score, turns, complete.
+    """
+    rows = [
+        {
+            "run": run.label,
+            "conversation": str(conv.get("file", "")),
+            "avg_response_length": _number(conv.get("avg_response_length")),
+            "loop_density": _number(conv.get("loop_density")),
+            BOUNDED: bounded_share(conv),
+            "loop_score": _number(conv.get("loop_score")),
+            "turns": _number(conv.get("turns")),
+            "complete": bool(conv.get("complete", True)),
+        }
+        for run in runs
+        for conv in conversations(run)
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=["run", "conversation", "avg_response_length", "loop_density", BOUNDED,
+                 "loop_score", "turns", "complete"],
+    )
+
+
+def summary(runs: list[Run]) -> pd.DataFrame:
+    """The summary table: one row per run.
+
+    Averages are plain means over the run's conversations of the per-
+    conversation figures in analysis.json; each type column is the share
+    of conversations where that type is present.
+    """
+    names = type_names(runs)
+    rows = []
+    for run in runs:
+        convs = conversations(run)
+        n = len(convs)
+        row = {
+            "run": run.label,
+            "conversations": n,
+            "avg_response_length": _mean(c.get("avg_response_length") for c in convs),
+            "avg_loop_density": _mean(c.get("loop_density") for c in convs),
+            f"avg_{BOUNDED}": _mean(bounded_share(c) for c in convs),
+        }
+        for _, name in names:
+            present = sum(1 for c in convs if detections(c).get(name, {}).get("present"))
+            row[name] = present / n if n else math.nan
+        rows.append(row)
+    columns = ["run", "conversations", "avg_response_length", "avg_loop_density",
+               f"avg_{BOUNDED}"] + [name for _, name in names]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _mean(values) -> float:
+    numbers = [v for v in (_number(x) for x in values) if not math.isnan(v)]
+    return float(np.mean(numbers)) if numbers else math.nan
+
+
+def histograms(runs: list[Run], bins: int = 20) -> pd.DataFrame:
+    """Pre-binned histograms of response lengths and loop densities.
+
+    Bin edges are shared by all runs so bars line up; ``share`` is the
+    count over the run's total so runs of different sizes compare.
+    Columns: run, quantity, bin_start, bin_end, count, share.
+    """
+    values: dict[str, dict[str, list[float]]] = {"response_length": {}, "loop_density": {}}
+    for run in runs:
+        lengths: list[float] = []
+        densities: list[float] = []
+        for conv in conversations(run):
+            lengths.extend(float(x) for x in conv.get("response_lengths") or [])
+            d = _number(conv.get("loop_density"))
+            if not math.isnan(d):
+                densities.append(d)
+        values["response_length"][run.label] = lengths
+        values["loop_density"][run.label] = densities
+    rows = []
+    for quantity, per_run in values.items():
+        everything = [v for vs in per_run.values() for v in vs]
+        if not everything:
+            continue
+        low, high = 0.0, max(everything)
+        if high <= low:
+            high = low + 1.0
+        edges = np.linspace(low, high, bins + 1)
+        for label, vs in per_run.items():
+            counts, _ = np.histogram(vs, bins=edges)
+            total = len(vs)
+            for i, count in enumerate(counts):
+                rows.append({
+                    "run": label,
+                    "quantity": quantity,
+                    "bin_start": float(edges[i]),
+                    "bin_end": float(edges[i + 1]),
+                    "count": int(count),
+                    "share": count / total if total else 0.0,
+                })
+    return pd.DataFrame(rows, columns=["run", "quantity", "bin_start", "bin_end", "count", "share"])
+
+
+def type_shares(runs: list[Run]) -> pd.DataFrame:
+    """Share of each run's conversations that show each loop and break type.
+
+    Columns: run, family (loop/break), type, present, conversations, share.
+    """
+    names = type_names(runs)
+    rows = []
+    for run in runs:
+        convs = conversations(run)
+        n = len(convs)
+        for family, name in names:
+            present = sum(1 for c in convs if detections(c).get(name, {}).get("present"))
+            rows.append({
+                "run": run.label,
+                "family": family,
+                "type": name,
+                "present": present,
+                "conversations": n,
+                "share": present / n if n else 0.0,
+            })
+    return pd.DataFrame(rows, columns=["run", "family", "type", "present", "conversations", "share"])
+
+
+def conversation_length(conv: dict) -> int:
+    """How many assistant turns a conversation lasted (its censoring time)."""
+    for key in ("assistant_turns", "turns"):
+        value = _number(conv.get(key))
+        if not math.isnan(value):
+            return int(value)
+    return len(conv.get("response_lengths") or [])
+
+
+def survival(runs: list[Run]) -> pd.DataFrame:
+    """Share of each run's conversations still loop-free after t turns.
+
+    A conversation whose first loop is at assistant turn ``onset`` (0-based)
+    is loop-free for ``onset`` turns; one that never loops is loop-free for
+    all its turns and then leaves the count (censored), as in Kaplan-Meier,
+    so a short conversation does not count as "never looped" forever.
+    ``onsets [2, None(5 turns)]`` -> t=0..2: 1.0, t=3..: 0.5.
+    Columns: run, turn, loop_free, at_risk.
+    """
+    rows = []
+    for run in runs:
+        events: list[tuple[int, bool]] = []  # (time, looped)
+        for conv in conversations(run):
+            onset = conv.get("loop_onset_turn")
+            if onset is None or isinstance(onset, bool):
+                events.append((conversation_length(conv), False))
+            else:
+                events.append((int(onset) + 1, True))
+        if not events:
+            continue
+        horizon = max(t for t, _ in events)
+        share = 1.0
+        rows.append({"run": run.label, "turn": 0, "loop_free": 1.0, "at_risk": len(events)})
+        for t in range(1, horizon + 1):
+            at_risk = sum(1 for time, _ in events if time >= t)
+            looped = sum(1 for time, hit in events if hit and time == t)
+            if at_risk:
+                share *= 1.0 - looped / at_risk
+            rows.append({"run": run.label, "turn": t, "loop_free": share, "at_risk": at_risk})
+    return pd.DataFrame(rows, columns=["run", "turn", "loop_free", "at_risk"])
+
+
+# --- settings -----------------------------------------------------------------------
+
+# Settings always shown, whether they differ or not: what was compared.
+ALWAYS_SHOWN = ("assistant.model", "user.model", "assistant.engine", "user.engine")
+# Long texts that would swamp the table; a difference is still reported.
+MAX_VALUE_CHARS = 60
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys.
+
+    ``{"sampler": {"top_p": 0.8}, "model": "m"}`` -> ``{"sampler.top_p": 0.8, "model": "m"}``.
+    """
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def run_settings(run: Run) -> dict[str, list[str]]:
+    """Each setting of a run with its distinct values, in first-seen order."""
+    seen: dict[str, list[str]] = {}
+    for conv in conversations(run):
+        for key, value in flatten(conv.get("settings") or {}).items():
+            values = seen.setdefault(key, [])
+            shown = _show(value)
+            if shown not in values:
+                values.append(shown)
+    return seen
+
+
+def settings_diff(runs: list[Run]) -> pd.DataFrame:
+    """The runs' settings side by side: models, engines, and what differs.
+
+    One row per setting, one column per run. A setting is kept when it is a
+    model or engine, or when its value is not the same everywhere (a run
+    whose conversations disagree shows ``a | b``, and that counts too).
+    """
+    per_run = {run.label: run_settings(run) for run in runs}
+    keys: list[str] = []
+    for settings in per_run.values():
+        keys.extend(key for key in settings if key not in keys)
+    rows = []
+    for key in keys:
+        values = [per_run[label].get(key, ["—"]) for label in per_run]
+        differs = len({tuple(v) for v in values}) > 1 or any(len(v) > 1 for v in values)
+        if _is_always(key) or differs:
+            rows.append({"setting": key, **{label: " | ".join(v) for label, v in zip(per_run, values)}})
+    rows.sort(key=lambda r: (not _is_always(r["setting"]), r["setting"]))
+    return pd.DataFrame(rows, columns=["setting", *per_run])
+
+
+def _is_always(key: str) -> bool:
+    return key in ALWAYS_SHOWN or key.split(".")[-1] in ("model", "engine")
+
+
+# --- one conversation, for the reader -------------------------------------------------
+
+
+def read_turns(folder: str | Path, file: str) -> list[dict]:
+    """The messages of one conversation: ``[{index, role, text, stop, tokens, source}]``.
+
+    Reads the log analysis.json names, with logs.py (``LogError`` if unreadable).
+    """
+    from broken_record.logs import read_log
+
+    conversation = read_log(Path(folder) / file)
+    return [
+        {"index": t.index, "role": t.role, "text": t.text, "stop": t.stop,
+         "tokens": t.tokens, "source": t.source}
+        for t in conversation.turns
+    ]
+
+
+def segments(conv: dict) -> list[tuple[str, int]]:
+    """The conversation's top repeated segments as (text, count)."""
+    out = []
+    for item in conv.get("top_segments") or []:
+        if isinstance(item, (list, tuple)) and item:
+            out.append((str(item[0]), int(item[1]) if len(item) > 1 else 0))
+    return out
+
+
+def turn_flags(conv: dict, turns: list[dict]) -> dict[int, list[tuple[str, str]]]:
+    """``{position in turns: [(family, type), ...]}`` for flagged assistant turns.
+
+    analysis.json names assistant turns by their 0-based index among the
+    conversation's assistant messages.
+    """
+    assistant_positions = [i for i, t in enumerate(turns) if t.get("role") == "assistant"]
+    flags: dict[int, list[tuple[str, str]]] = {}
+    for family, key in (("loop", "loops"), ("break", "breaks")):
+        for name, entry in (conv.get(key) or {}).items():
+            if not isinstance(entry, dict) or not entry.get("present"):
+                continue
+            for k in entry.get("turns") or []:
+                if isinstance(k, int) and 0 <= k < len(assistant_positions):
+                    flags.setdefault(assistant_positions[k], []).append((family, name))
+    return flags

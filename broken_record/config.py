@@ -1,0 +1,312 @@
+"""Load and validate a parrot config file into typed objects.
+
+Every problem in a file is collected and reported together, each naming the
+key, so one run of `parrot.py` shows everything to fix:
+
+    config.json: user_memory: must be at least 1 (got 0)
+    config.json: unknown key 'temprature'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENGINES = ("auto", "llama-server", "openai", "koboldcpp")
+ROLES = ("system", "user", "assistant")
+
+# Canonical sampler names are llama-server's; engines translate them
+# (broken_record/engines/). Aliases from other engines are accepted.
+SAMPLER_KEYS = {
+    "temperature": (int, float), "top_k": int, "top_p": (int, float), "min_p": (int, float),
+    "typical_p": (int, float), "repeat_penalty": (int, float), "repeat_last_n": int,
+    "presence_penalty": (int, float), "frequency_penalty": (int, float),
+    "dry_multiplier": (int, float), "dry_base": (int, float), "dry_allowed_length": int,
+    "dry_penalty_last_n": int, "dry_sequence_breakers": list,
+    "xtc_probability": (int, float), "xtc_threshold": (int, float),
+    "mirostat": int, "mirostat_tau": (int, float), "mirostat_eta": (int, float),
+    "top_a": (int, float), "tfs": (int, float), "seed": int, "ignore_eos": bool,
+    "samplers": list, "n_probs": int,
+    # constrained output
+    "grammar": str, "json_schema": dict, "guided_regex": str, "guided_grammar": str,
+    "guided_json": dict, "logit_bias": (dict, list),
+}
+SAMPLER_ALIASES = {
+    "repetition_penalty": "repeat_penalty", "rep_pen": "repeat_penalty",
+    "rep_pen_range": "repeat_last_n", "typical": "typical_p", "sampler_seed": "seed",
+}
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass
+class RoleConfig:
+    """What one role (assistant or user) talks to and how it samples."""
+
+    name: str
+    api_urls: list[str]            # empty: the embedded llama-server
+    engine: str
+    template: str | None           # "server", a built-in name, or a file path
+    sampler: dict[str, Any]
+    prefix: str
+    model: str | None              # GGUF path for the embedded server
+    api_model: str | None          # model id for OpenAI-compatible servers
+    context: int                   # per-slot context of the embedded server
+
+
+@dataclass
+class Config:
+    path: str
+    raw: dict[str, Any]
+    conversation: list[dict[str, str]]
+    agent_prefix: str
+    user_prefix: str
+    user_system: str
+    user_memory: int
+    total_tokens: int
+    turn_max_tokens: int
+    initial_tokens: int
+    assistant: RoleConfig
+    user: RoleConfig
+    stop: list[str]
+    seed: int | None
+    retries: int
+    retry_backoff: float
+    timeout: float
+    startup_timeout: float
+    threads: int | None
+    slots: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# key -> (accepted types, default). None in types means null is accepted.
+KEYS: dict[str, tuple[tuple, Any]] = {
+    "conversation": ((list,), None),
+    "agent_prefix": ((str,), None),
+    "total_tokens": ((int,), 2048),
+    "turn_max_tokens": ((int,), 256),
+    "initial_tokens": ((int,), 0),
+    "sampler": ((dict,), {}),
+    "user_sampler": ((dict, type(None)), None),
+    "api_url": ((str, list, type(None)), None),
+    "user_api_url": ((str, list, type(None)), None),
+    "tokenizer": ((str, type(None)), None),
+    "user_tokenizer": ((str, type(None)), None),
+    "template": ((str, type(None)), None),
+    "user_template": ((str, type(None)), None),
+    "user_prefix": ((str,), ""),
+    "user_system": ((str,), ""),
+    "user_memory": ((int,), 6),
+    "engine": ((str,), "auto"),
+    "user_engine": ((str, type(None)), None),
+    "model": ((str, type(None)), None),
+    "user_model": ((str, type(None)), None),
+    "api_model": ((str, type(None)), None),
+    "user_api_model": ((str, type(None)), None),
+    "context": ((int, type(None)), None),
+    "user_context": ((int,), 2048),
+    "stop": ((list,), ["\n"]),
+    "seed": ((int, type(None)), None),
+    "retries": ((int,), 3),
+    "retry_backoff": ((int, float), 1.0),
+    "timeout": ((int, float), 300),
+    "startup_timeout": ((int, float), 120),
+    "threads": ((int, type(None)), None),
+}
+REQUIRED = ("conversation", "agent_prefix")
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
+               dict: "an object", bool: "true or false", type(None): "null"}
+
+
+def _type_ok(value, types) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False
+    if float in types and isinstance(value, int):
+        return True
+    return isinstance(value, types)
+
+
+def _describe(types) -> str:
+    return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+
+
+def check_sampler(key: str, sampler: dict, problems: list[str]) -> dict:
+    """Canonical names, checked types: {"rep_pen": 1.1} -> {"repeat_penalty": 1.1}."""
+    out = {}
+    for name, value in sampler.items():
+        canon = SAMPLER_ALIASES.get(name, name)
+        if canon not in SAMPLER_KEYS:
+            problems.append(f"{key}.{name}: unknown sampler setting (known: "
+                            f"{', '.join(sorted(SAMPLER_KEYS))})")
+            continue
+        types = SAMPLER_KEYS[canon]
+        types = types if isinstance(types, tuple) else (types,)
+        if not _type_ok(value, types):
+            problems.append(f"{key}.{name}: must be {_describe(types)} (got {json.dumps(value)})")
+            continue
+        out[canon] = value
+    for name in ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty"):
+        v = out.get(name)
+        if _num(v) and v < 0:
+            problems.append(f"{key}.{name}: must not be negative (got {v})")
+    for name in ("top_p", "min_p", "typical_p", "xtc_probability"):
+        v = out.get(name)
+        if _num(v) and v > 1:
+            problems.append(f"{key}.{name}: must be between 0 and 1 (got {v})")
+    return out
+
+
+def _urls(key: str, value, problems: list[str]) -> list[str]:
+    if value is None:
+        return []
+    urls = [value] if isinstance(value, str) else value
+    good = []
+    for u in urls:
+        if not isinstance(u, str) or not u.startswith(("http://", "https://")):
+            problems.append(f"{key}: {json.dumps(u)} is not an http:// or https:// URL")
+        else:
+            good.append(u.rstrip("/"))
+    if isinstance(value, list) and not value:
+        problems.append(f"{key}: the list of servers is empty (use null for the embedded server)")
+    return good
+
+
+def template_from_tokenizer(name: str | None) -> str | None:
+    """The original configs named a Hugging Face tokenizer; map it to a template.
+
+    "HuggingFaceTB/SmolLM2-135M-Instruct" -> "chatml"; unknown names -> "server".
+    """
+    if not name:
+        return None
+    low = name.lower()
+    if Path(name).suffix in (".jinja", ".j2", ".txt") or low in BUILTIN_NAMES:
+        return name
+    for needle, template in (("llama-3", "llama3"), ("llama3", "llama3"), ("gemma", "gemma"),
+                             ("mistral", "mistral"), ("mixtral", "mistral"),
+                             ("alpaca", "alpaca"), ("smollm", "chatml"), ("qwen", "chatml"),
+                             ("chatml", "chatml")):
+        if needle in low:
+            return template
+    return "server"
+
+
+BUILTIN_NAMES = ("server", "chatml", "llama3", "gemma", "mistral", "alpaca")
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found (give the path of a config JSON file)"])
+    except OSError as err:
+        raise ConfigError(path, [f"cannot read: {err.strerror}"])
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(path, [f"not valid JSON at line {err.lineno} column {err.colno}: {err.msg}"])
+    return parse_config(raw, path)
+
+
+def parse_config(raw: Any, path: str | Path = "<config>") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, ["the top level must be a JSON object"])
+    problems: list[str] = []
+    for key in raw:
+        if key not in KEYS:
+            problems.append(f"unknown key '{key}'")
+    for key in REQUIRED:
+        if key not in raw:
+            problems.append(f"{key}: missing (required)")
+    v: dict[str, Any] = {}
+    for key, (types, default) in KEYS.items():
+        if key not in raw:
+            v[key] = default
+            continue
+        if not _type_ok(raw[key], types):
+            problems.append(f"{key}: must be {_describe(types)} (got {json.dumps(raw[key])[:60]})")
+            v[key] = default
+        else:
+            v[key] = raw[key]
+
+    conversation = []
+    for i, msg in enumerate(v["conversation"] or []):
+        if not isinstance(msg, dict) or set(msg) - {"role", "content"} or \
+                not isinstance(msg.get("content"), str) or msg.get("role") not in ROLES:
+            problems.append(f"conversation[{i}]: must be {{\"role\": system|user|assistant, "
+                            f"\"content\": string}}")
+        else:
+            conversation.append({"role": msg["role"], "content": msg["content"]})
+    if "conversation" in raw and isinstance(raw["conversation"], list) and not raw["conversation"]:
+        problems.append("conversation: must hold at least one message")
+
+    for key in ("total_tokens", "turn_max_tokens", "user_memory", "retries", "user_context",
+                "context", "threads"):
+        val = v[key]
+        low = 0 if key == "retries" else 1
+        if isinstance(val, int) and val < low:
+            problems.append(f"{key}: must be at least {low} (got {val})")
+    if v["initial_tokens"] < 0:
+        problems.append(f"initial_tokens: must not be negative (got {v['initial_tokens']})")
+    if v["turn_max_tokens"] > v["total_tokens"]:
+        problems.append(f"turn_max_tokens: {v['turn_max_tokens']} is larger than "
+                        f"total_tokens ({v['total_tokens']})")
+    for key in ("timeout", "startup_timeout"):
+        if v[key] <= 0:
+            problems.append(f"{key}: must be positive (got {v[key]})")
+    if v["retry_backoff"] < 0:
+        problems.append(f"retry_backoff: must not be negative (got {v['retry_backoff']})")
+    for key in ("engine", "user_engine"):
+        if v[key] is not None and v[key] not in ENGINES:
+            problems.append(f"{key}: must be one of {', '.join(ENGINES)} (got {json.dumps(v[key])})")
+    if not all(isinstance(s, str) and s for s in v["stop"]):
+        problems.append("stop: must be a list of non-empty strings")
+    for key in ("model", "user_model"):
+        if v[key] is not None and not Path(v[key]).expanduser().is_file():
+            problems.append(f"{key}: GGUF file not found: {v[key]}")
+    for key in ("template", "user_template", "tokenizer", "user_tokenizer"):
+        t = v[key]
+        if t and key.endswith("template") and t not in BUILTIN_NAMES and not Path(t).is_file():
+            problems.append(f"{key}: {json.dumps(t)} is neither a built-in template "
+                            f"({', '.join(BUILTIN_NAMES)}) nor an existing file")
+
+    sampler = check_sampler("sampler", v["sampler"], problems)
+    user_sampler = (check_sampler("user_sampler", v["user_sampler"], problems)
+                    if v["user_sampler"] is not None else dict(sampler))
+    if v["seed"] is not None:
+        sampler.setdefault("seed", v["seed"])
+        user_sampler.setdefault("seed", v["seed"])
+    api_urls = _urls("api_url", v["api_url"], problems)
+    user_urls = _urls("user_api_url", v["user_api_url"], problems)
+
+    if problems:
+        raise ConfigError(path, problems)
+
+    context = v["context"] or max(2048, v["total_tokens"] + v["initial_tokens"] + 2 * v["turn_max_tokens"] + 512)
+    assistant = RoleConfig(
+        name="assistant", api_urls=api_urls, engine=v["engine"],
+        template=v["template"] or template_from_tokenizer(v["tokenizer"]),
+        sampler=sampler, prefix=v["agent_prefix"],
+        model=v["model"], api_model=v["api_model"], context=context)
+    user = RoleConfig(
+        name="user", api_urls=user_urls or list(api_urls),
+        engine=v["user_engine"] or (v["engine"] if not user_urls else "auto"),
+        template=v["user_template"] or template_from_tokenizer(v["user_tokenizer"])
+        or (assistant.template if not user_urls else None),
+        sampler=user_sampler, prefix=v["user_prefix"],
+        model=v["user_model"] or v["model"], api_model=v["user_api_model"] or v["api_model"],
+        context=v["user_context"])
+    return Config(
+        path=str(path), raw=raw, conversation=conversation, agent_prefix=v["agent_prefix"],
+        user_prefix=v["user_prefix"], user_system=v["user_system"], user_memory=v["user_memory"],
+        total_tokens=v["total_tokens"], turn_max_tokens=v["turn_max_tokens"],
+        initial_tokens=v["initial_tokens"], assistant=assistant, user=user,
+        stop=list(v["stop"]), seed=v["seed"], retries=v["retries"],
+        retry_backoff=float(v["retry_backoff"]), timeout=float(v["timeout"]),
+        startup_timeout=float(v["startup_timeout"]), threads=v["threads"])

@@ -1,0 +1,212 @@
+"""The turn loop: two models talk until the token budget or a context is full.
+
+The assistant sees the whole conversation with its template, then
+`agent_prefix`. The user model sees `user_system` and only the last
+`user_memory` messages, roles swapped, then `user_prefix`. Each turn is one
+line (the `stop` strings) of at most `turn_max_tokens` tokens. Token totals
+are the servers' own counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .config import Config
+from .display import Display
+from .engines import Completion, ContextOverflow, EngineError
+from .roles import Role
+from .runlog import RunLog, closing_text, now_iso
+from .templates import swap_roles
+
+END_REASONS = ("total_tokens", "context_full", "interrupted", "error")
+
+
+@dataclass
+class Outcome:
+    end_reason: str
+    total_tokens: int
+    turns: int
+    detail: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.end_reason in ("total_tokens", "context_full")
+
+
+def assistant_prompt(role: Role, messages: list[dict]) -> str:
+    view = [{"role": m["role"], "content": m["text"]} for m in messages]
+    return role.template.render(view) + role.prefix
+
+
+def user_prompt(role: Role, messages: list[dict], user_system: str, memory: int) -> str:
+    recent = [m for m in messages if m["role"] != "system"][-memory:]
+    view = swap_roles([{"role": m["role"], "content": m["text"]} for m in recent])
+    if user_system:
+        view = [{"role": "system", "content": user_system}] + view
+    return role.template.render(view) + role.prefix
+
+
+class Dialogue:
+    """One conversation between two ready roles, logged to `log` as it goes."""
+
+    def __init__(self, config: Config, assistant: Role, user: Role, log: RunLog,
+                 display: Display | None = None, human=None, on_turn=None, cancel=None,
+                 reconnect=None):
+        self.config = config
+        self.roles = {"assistant": assistant, "user": user}
+        self.log = log
+        self.display = display or Display(quiet=True)
+        self.human = human              # callable(prefix) -> str | None
+        self.on_turn = on_turn          # callable(message record), e.g. progress
+        self.cancel = cancel            # threading.Event: stop as on Ctrl-C
+        self.reconnect = reconnect      # callable(role name, failed Role) -> Role | None
+        self.messages: list[dict] = []
+        self.total = config.initial_tokens
+        self.malformed = 0
+        self._settings_logged: set[str] = set()
+
+    def header(self) -> dict:
+        import platform
+
+        from . import __version__
+        return {"tool_version": __version__, "started": now_iso(), "config": self.config.raw,
+                "agent_prefix": self.config.agent_prefix, "user_prefix": self.config.user_prefix,
+                "assistant": self.roles["assistant"].describe(), "user": self.roles["user"].describe(),
+                "versions": {"python": platform.python_version()}}
+
+    def run(self) -> Outcome:
+        self.log.header(self.header())
+        self.display.write("\n")
+        for m in self.config.conversation:
+            prefix = self.config.agent_prefix if m["role"] == "assistant" else (
+                self.config.user_prefix if m["role"] == "user" else "")
+            generated = m["content"][len(prefix):] if prefix and m["content"].startswith(prefix) \
+                else m["content"]
+            self._add({"role": m["role"], "text": m["content"], "prefix": prefix,
+                       "generated": generated, "source": "config", "tokens_before": self.total})
+        try:
+            outcome = self._loop()
+        except KeyboardInterrupt:
+            self.display.write("\n")
+            outcome = Outcome("interrupted", self.total, len(self.messages), "stopped by the user")
+        self._close(outcome)
+        return outcome
+
+    def _next_role(self) -> str:
+        last = next((m["role"] for m in reversed(self.messages) if m["role"] != "system"), "user")
+        return "user" if last == "assistant" else "assistant"
+
+    def _loop(self) -> Outcome:
+        cfg = self.config
+        while self.total < cfg.total_tokens:
+            if self.cancel is not None and self.cancel.is_set():
+                raise KeyboardInterrupt
+            name = self._next_role()
+            role = self.roles[name]
+            if name == "assistant":
+                prompt = assistant_prompt(role, self.messages)
+            else:
+                prompt = user_prompt(role, self.messages, cfg.user_system, cfg.user_memory)
+            if name == "user" and self.human:
+                typed = self.human(role.prefix)
+                if typed:
+                    tokens = role.engine.count_tokens(typed) or len(typed.split())
+                    self._add({"role": name, "text": role.prefix + typed, "prefix": role.prefix,
+                               "generated": typed, "source": "human", "tokens_before": self.total,
+                               "tokens": tokens})
+                    self.total += tokens
+                    continue
+            n_ctx = role.info.n_ctx
+            if n_ctx:
+                needed = role.engine.count_tokens(prompt)
+                if needed is not None and needed + cfg.turn_max_tokens > n_ctx:
+                    return Outcome("context_full", self.total, len(self.messages),
+                                   f"the {name} prompt ({needed} tokens) plus a turn of "
+                                   f"{cfg.turn_max_tokens} would overflow its context of {n_ctx}")
+            if name == "assistant":
+                self.log.marker(self.total)
+                self.display.marker(self.total)
+            try:
+                completion, attempts = self._generate(role, prompt)
+            except ContextOverflow as err:
+                return Outcome("context_full", self.total, len(self.messages), str(err))
+            except EngineError as err:
+                return Outcome("error", self.total, len(self.messages), str(err))
+            role = self.roles[name]     # may have failed over to another server
+            tokens = completion.tokens
+            if tokens is None:
+                tokens = role.engine.count_tokens(completion.text) or 0
+            record = {"role": name, "text": role.prefix + completion.text, "prefix": role.prefix,
+                      "generated": completion.text, "source": "model",
+                      "tokens_before": self.total, "tokens": tokens, "stop": completion.stop,
+                      "prompt_tokens": completion.prompt_tokens,
+                      "cached_tokens": completion.cached_tokens,
+                      "ttft_ms": _round(completion.ttft_ms), "wall_ms": _round(completion.wall_ms),
+                      "server_prompt_ms": _round(completion.server_prompt_ms),
+                      "server_gen_ms": _round(completion.server_gen_ms),
+                      "tokens_per_second": _round(completion.tokens_per_second),
+                      "attempts": attempts, "server": role.info.url}
+            if completion.settings and name not in self._settings_logged:
+                record["generation_settings"] = completion.settings
+                self._settings_logged.add(name)
+            self.malformed += completion.malformed
+            self.total += tokens
+            self._add(record)
+        return Outcome("total_tokens", self.total, len(self.messages))
+
+    def _generate(self, role: Role, prompt: str) -> tuple[Completion, int]:
+        """One turn, retried with backoff when the connection drops."""
+        cfg = self.config
+        attempt = 0
+        while True:
+            attempt += 1
+            self.display.write(role.prefix, role.name)
+            stream = role.engine.stream(prompt, role.params, cfg.turn_max_tokens, cfg.stop)
+            try:
+                for piece in stream:
+                    if self.cancel is not None and self.cancel.is_set():
+                        raise KeyboardInterrupt
+                    self.display.write(piece, role.name)
+                self.display.write("\n")
+                return stream.result, attempt
+            except EngineError as err:
+                self.display.write("\n")
+                self.malformed += stream.result.malformed
+                if not err.retryable:
+                    raise
+                other = self.reconnect(role.name, role) if self.reconnect else None
+                if other is not None:
+                    # another server of the same role takes over: the prompt is
+                    # rebuilt from our own record of the conversation
+                    self.display.warn(f"{role.name} server {role.info.url} failed ({err}); "
+                                      f"continuing on {other.info.url}")
+                    self.roles[role.name] = role = other
+                    continue
+                if attempt > cfg.retries:
+                    raise
+                wait = cfg.retry_backoff * (2 ** (attempt - 1))
+                self.display.warn(f"{role.name} turn failed ({err}); retry {attempt} of "
+                                  f"{cfg.retries} in {wait:.1f}s")
+                time.sleep(wait)
+
+    def _add(self, record: dict) -> None:
+        record = {"index": len(self.messages), **record}
+        self.messages.append(record)
+        self.log.message(record)
+        if self.on_turn:
+            self.on_turn(record)
+
+    def _close(self, outcome: Outcome) -> None:
+        closing = closing_text(self.messages, self.config.raw,
+                               self.roles["assistant"].info.model or "?",
+                               self.roles["user"].info.model or "?", self.total)
+        self.log.close(
+            {"end_reason": outcome.end_reason, "complete": outcome.complete,
+             "detail": outcome.detail, "total_tokens": self.total, "turns": len(self.messages),
+             "malformed_stream_lines": self.malformed}, closing)
+        self.display.write(closing)
+
+
+def _round(x):
+    return None if x is None else round(x, 2)

@@ -1,0 +1,57 @@
+"""Engine adapters behind one streaming interface, and detection from the server.
+
+    engine = connect("http://127.0.0.1:8080", "auto", role="assistant")
+"""
+
+from __future__ import annotations
+
+from .base import (Completion, ConnectionLost, ContextOverflow, Engine, EngineError,
+                   ServerInfo, Stream, unreachable)
+from .kobold import KoboldCpp
+from .llamacpp import LlamaServer
+from .openai import OpenAICompatible
+
+ADAPTERS = {cls.kind: cls for cls in (LlamaServer, OpenAICompatible, KoboldCpp)}
+
+__all__ = ["ADAPTERS", "Completion", "ConnectionLost", "ContextOverflow", "Engine",
+           "EngineError", "ServerInfo", "Stream", "connect", "detect"]
+
+
+def detect(url: str, timeout: float = 10.0, role: str = "assistant") -> str:
+    """Which engine serves `url`: koboldcpp, llama-server, or openai."""
+    probe = Engine(url, timeout=timeout, role=role)
+    reached = False
+    for path, kind in (("/api/extra/version", "koboldcpp"), ("/props", "llama-server"),
+                       ("/v1/models", "openai")):
+        try:
+            resp = probe._request("GET", path, timeout=timeout)
+        except ConnectionLost:
+            break
+        reached = True
+        if resp.status_code == 200:
+            try:
+                body = resp.json()
+            except ValueError:
+                continue
+            if kind == "koboldcpp" and "KoboldCpp" not in str(body.get("result", "")):
+                continue
+            if kind == "llama-server" and "default_generation_settings" not in body:
+                continue
+            return kind
+    if not reached:
+        raise unreachable(role, url)
+    raise EngineError(f"{role} server {url} is not llama-server, koboldcpp or OpenAI-compatible "
+                      f"(no /props, /api/extra/version or /v1/models): set \"engine\" in the config")
+
+
+def connect(url: str, kind: str = "auto", role: str = "assistant", timeout: float = 300.0,
+            api_model: str | None = None) -> Engine:
+    """An adapter for `url`, probed and ready; errors name the URL and role."""
+    if kind == "auto":
+        kind = detect(url, role=role)
+    engine = ADAPTERS[kind](url, timeout=timeout, api_model=api_model, role=role)
+    try:
+        engine.probe()
+    except ConnectionLost:
+        raise unreachable(role, url)
+    return engine

@@ -1,0 +1,41 @@
+"""One conversation from a config: servers up, roles connected, turns logged.
+
+This is what `parrot.py` runs; `parrot.sh` (broken_record.batch) reuses the
+pieces to run many conversations against servers started once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Config
+from .dialogue import Dialogue, Outcome
+from .display import Display
+from .roles import embedded_servers, open_role
+from .runlog import RunLog
+
+
+def human_input(prefix: str) -> str | None:
+    """Read the user character's line from the person at the keyboard."""
+    try:
+        import readline  # noqa: F401  (line editing for input())
+    except ImportError:
+        pass
+    line = input(f"\n[you] {prefix}")
+    return line or None
+
+
+def run_one(config: Config, out_dir: str | Path = ".", stem: str | None = None,
+            display: Display | None = None, human: bool = False) -> tuple[Outcome, RunLog]:
+    display = display or Display()
+    with embedded_servers(config) as urls:
+        assistant = open_role(config.assistant, urls["assistant"][0], config)
+        user = open_role(config.user, urls["user"][0], config)
+        for role in (assistant, user):
+            for w in role.warnings():
+                display.warn(w)
+        log = RunLog(out_dir, stem)
+        dialogue = Dialogue(config, assistant, user, log, display,
+                            human=human_input if human else None)
+        outcome = dialogue.run()
+    return outcome, log

