@@ -80,12 +80,12 @@ class LlamaServer(Engine):
             "word" if obj.get("stopping_word") else "eos")
         result.stopping_word = obj.get("stopping_word") or None
         result.tokens = obj.get("tokens_predicted")
+        # tokens_evaluated is the whole prompt; timings.cache_n the part of it
+        # reused from the slot's cache (tokens_cached counts the generated text too)
         result.prompt_tokens = obj.get("tokens_evaluated")
-        result.cached_tokens = obj.get("tokens_cached")
         timings = obj.get("timings") or {}
+        result.cached_tokens = timings.get("cache_n")
         result.server_prompt_ms = timings.get("prompt_ms")
         result.server_gen_ms = timings.get("predicted_ms")
         result.tokens_per_second = timings.get("predicted_per_second")
-        if result.cached_tokens is None and "cache_n" in timings:
-            result.cached_tokens = timings["cache_n"]
         result.settings = obj.get("generation_settings")

@@ -1,0 +1,241 @@
+"""The dashboard page, headless with AppTest, on two real analysed runs.
+
+The fixture runs (tests/fixtures/runs) are real SmolLM2 conversations plus
+one small conversation whose turns hold <script> and <b>. They are copied to
+a temporary folder and analysed there by the library, so the figures on the
+page are checked against the analysis.json files the analysis wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from broken_record import compare
+from broken_record.compare import BOUNDED
+
+FIXTURE_RUNS = Path(__file__).resolve().parent / "fixtures" / "runs"
+CHARTS = ("scatter", "histograms", "types", "survival")
+TIMEOUT = 180  # first runs analyse logs; generous for a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list[str]:
+    """run_a and run_b copied and analysed (analysis.json written by the library)."""
+    base = tmp_path_factory.mktemp("runs")
+    folders = []
+    for name in ("run_a", "run_b"):
+        target = base / name
+        shutil.copytree(FIXTURE_RUNS / name, target)
+        compare.analyse_folder(target)
+        assert (target / compare.ANALYSIS_FILE).is_file()
+        folders.append(str(target))
+    return folders
+
+
+def analysis(folder: str) -> dict:
+    return json.loads((Path(folder) / compare.ANALYSIS_FILE).read_text())
+
+
+def app(folders: list[str]) -> AppTest:
+    at = AppTest.from_string(
+        f"from broken_record.dashboard import main\nmain({folders!r})\n", default_timeout=TIMEOUT
+    )
+    return at.run()
+
+
+def charts(at: AppTest) -> dict:
+    """``{chart name: (spec, data frame)}`` for every Altair chart on the page."""
+    out = {}
+    for element in at.get("vega_lite_chart"):
+        spec = json.loads(element.proto.spec)
+        frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets]
+        out[spec.get("name")] = (spec, frames[0] if frames else None)
+    return out
+
+
+def table(at: AppTest, first_column: str):
+    """The st.dataframe whose first column is ``first_column`` (summary: run, settings: setting)."""
+    found = [d.value for d in at.dataframe if d.value.columns[0] == first_column]
+    assert len(found) == 1
+    return found[0].set_index(first_column)
+
+
+@pytest.fixture(scope="module")
+def page(runs) -> AppTest:
+    at = app(runs)
+    assert not at.exception, at.exception
+    return at
+
+
+def test_every_chart_shows_both_runs(page, runs):
+    assert [e.value for e in page.error] == []
+    found = charts(page)
+    assert set(CHARTS) <= set(found)
+    for name in CHARTS:
+        _, data = found[name]
+        assert set(data["run"]) == {"run_a", "run_b"}, name
+
+
+def test_scatter_has_one_point_per_conversation(page, runs):
+    spec, data = charts(page)["scatter"]
+    assert len(data) == sum(len(analysis(f)["conversations"]) for f in runs)
+    assert spec["encoding"]["x"]["field"] == "avg_response_length"
+    assert spec["encoding"]["y"]["field"] == "loop_density"
+    assert spec["encoding"]["color"]["field"] == "run"
+    tooltips = {t["field"] for t in spec["encoding"]["tooltip"]}
+    assert {"run", "conversation", "avg_response_length", "loop_density", BOUNDED} <= tooltips
+    # The legend is bound to a selection that hides the clicked run.
+    params = spec.get("params", [])
+    assert any(p.get("bind") == "legend" and p["select"]["fields"] == ["run"] for p in params)
+    for folder in runs:
+        conversations = analysis(folder)["conversations"]
+        mine = data[data["run"] == Path(folder).name].set_index("conversation")
+        for conv in conversations:
+            assert mine.loc[conv["file"], "loop_density"] == pytest.approx(conv["loop_density"])
+            assert mine.loc[conv["file"], "avg_response_length"] == pytest.approx(conv["avg_response_length"])
+
+
+def test_y_axis_can_be_the_bounded_share(runs):
+    at = app(runs)
+    at.radio(key="y_measure").set_value(BOUNDED).run()
+    assert not at.exception
+    spec, data = charts(at)["scatter"]
+    assert spec["encoding"]["y"]["field"] == BOUNDED
+    assert data[BOUNDED].between(0, 1).all()
+
+
+def test_summary_table_equals_analysis_json(page, runs):
+    summary = table(page, "run")
+    assert list(summary.index) == ["run_a", "run_b"]
+    for folder in runs:
+        conversations = analysis(folder)["conversations"]
+        row = summary.loc[Path(folder).name]
+        n = len(conversations)
+        assert row["conversations"] == n
+        assert row["avg_response_length"] == pytest.approx(sum(c["avg_response_length"] for c in conversations) / n)
+        assert row["avg_loop_density"] == pytest.approx(sum(c["loop_density"] for c in conversations) / n)
+        assert row[f"avg_{BOUNDED}"] == pytest.approx(sum(compare.bounded_share(c) for c in conversations) / n)
+        for family in ("loops", "breaks"):
+            for name in compare.LOOP_TYPES if family == "loops" else compare.BREAK_TYPES:
+                present = sum(1 for c in conversations if c[family][name]["present"])
+                assert row[name] == pytest.approx(present / n), name
+
+
+def test_type_bars_equal_analysis_json(page, runs):
+    _, data = charts(page)["types"]
+    for folder in runs:
+        conversations = analysis(folder)["conversations"]
+        mine = data[data["run"] == Path(folder).name].set_index("type")
+        assert len(mine) >= 10
+        for name in compare.BREAK_TYPES:
+            assert mine.loc[name, "present"] == sum(1 for c in conversations if c["breaks"][name]["present"])
+
+
+def test_survival_starts_at_one_and_follows_onsets(page, runs):
+    _, data = charts(page)["survival"]
+    for folder in runs:
+        curve = data[data["run"] == Path(folder).name].sort_values("turn")
+        assert curve.iloc[0]["loop_free"] == 1.0
+        assert curve["loop_free"].is_monotonic_decreasing
+        conversations = analysis(folder)["conversations"]
+        if all(c["loop_onset_turn"] is None for c in conversations):
+            assert curve.iloc[-1]["loop_free"] == 1.0
+        else:
+            assert curve.iloc[-1]["loop_free"] < 1.0
+
+
+def test_histograms_count_every_response(page, runs):
+    _, data = charts(page)["histograms"]
+    for folder in runs:
+        conversations = analysis(folder)["conversations"]
+        mine = data[(data["run"] == Path(folder).name) & (data["quantity"] == "response_length")]
+        assert mine["count"].sum() == sum(len(c["response_lengths"]) for c in conversations)
+
+
+def test_settings_side_by_side(page):
+    settings = table(page, "setting")
+    assert list(settings.columns) == ["run_a", "run_b"]
+    assert settings.loc["assistant.model"].tolist() == ["smollm2-135m", "smollm2-135m"]
+    temperature = settings.loc["assistant.sampler.temperature"]
+    assert temperature["run_a"] == "0.87"  # orig, norep and the markup log all use 0.87
+    assert set(temperature["run_b"].split(" | ")) == {"0.2", "1.6"}
+    assert "assistant.sampler.repeat_penalty" in settings.index
+
+
+def reader_html(at: AppTest) -> str:
+    blocks = [h.proto.body for h in at.get("html") if "brp-reader" in h.proto.body]
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+def test_reader_escapes_model_markup(runs):
+    at = app(runs)
+    at.selectbox(key="reader_run").set_value("run_a").run()
+    markup = next(f for f in at.selectbox(key="reader_conversation").options if "markup" in f)
+    at.selectbox(key="reader_conversation").set_value(markup).run()
+    assert not at.exception
+    body = reader_html(at)
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in body
+    assert "&lt;b&gt;bold&lt;/b&gt;" in body
+    assert "<script" not in body and "<b>" not in body and "<img" not in body
+    # Stop reasons from the .jsonl, including the turn cut at the token limit.
+    assert "stop: eos" in body and "stop: limit" in body
+
+
+def test_reader_flags_and_highlights_a_looping_conversation(runs):
+    at = app(runs)
+    at.selectbox(key="reader_run").set_value("run_b").run()
+    conversations = analysis(runs[1])["conversations"]
+    looping = max(conversations, key=lambda c: c["loop_density"])
+    at.selectbox(key="reader_conversation").set_value(looping["file"]).run()
+    assert not at.exception
+    body = reader_html(at)
+    assert body.count('class="brp-turn') == len(compare.read_turns(runs[1], looping["file"]))
+    assert "<mark>" in body  # its repeated segments are highlighted
+    flagged = {name for name, entry in compare.detections(looping).items() if entry["present"] and entry["turns"]}
+    for name in flagged:
+        assert name.replace("_", " ") in body
+
+
+def test_missing_and_empty_folders_are_errors_others_still_shown(runs, tmp_path):
+    (tmp_path / "empty").mkdir()
+    at = app([runs[0], str(tmp_path / "nope"), str(tmp_path / "empty")])
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2
+    assert "does not exist" in errors[0] and "check the path" in errors[0]
+    assert "no conversation logs" in errors[1] and "parrot.sh" in errors[1]
+    found = charts(at)
+    assert set(CHARTS) <= set(found)
+    assert set(found["scatter"][1]["run"]) == {"run_a"}
+
+
+def test_eleven_folders_is_one_clear_error(runs):
+    at = app([runs[0]] * 11)
+    assert not at.exception
+    assert len(at.error) == 1 and "at most 10" in at.error[0].value
+    assert charts(at) == {}
+
+
+def test_no_folders_says_how_to_start(tmp_path):
+    at = app([])
+    assert not at.exception
+    assert "python view.py" in at.error[0].value
+
+
+def test_folder_without_analysis_is_analysed_with_a_notice(tmp_path):
+    folder = tmp_path / "results-fresh"
+    shutil.copytree(FIXTURE_RUNS / "run_b", folder)
+    at = app([str(folder)])
+    assert not at.exception
+    assert (folder / compare.ANALYSIS_FILE).is_file()
+    notices = [i.value for i in at.info]
+    assert any("analysed now" in n for n in notices)
+    # Labelled without the results- prefix.
+    assert set(charts(at)["scatter"][1]["run"]) == {"fresh"}
