@@ -35,6 +35,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def write_report(target: str, folders: list[str]) -> int:
     from broken_record.html_report import write_html
 
+    if not Path(target).resolve().parent.is_dir():
+        print(f"view.py: cannot write {target}: its folder does not exist", file=sys.stderr)
+        return 1
     runs = []
     for folder, label in zip(folders, compare.unique_labels(folders)):
         if Path(folder).is_dir() and not (Path(folder) / compare.ANALYSIS_FILE).is_file():
@@ -46,19 +49,29 @@ def write_report(target: str, folders: list[str]) -> int:
     if not any(r.ok for r in runs):
         print("view.py: no run could be shown; nothing written", file=sys.stderr)
         return 1
-    path = write_html(target, runs)
+    try:
+        path = write_html(target, runs)
+    except OSError as exc:
+        print(f"view.py: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"view.py: wrote {path} (open it in a browser: it needs no server or network)")
     return 0 if all(r.ok for r in runs) else 1
 
 
 def serve(folders: list[str], port: int | None) -> int:
+    """Hand over to `streamlit run` on the dashboard, which opens the browser."""
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "broken_record" / "dashboard.py"),
-               "--browser.gatherUsageStats", "false"]
+               # Loopback only: the page shows model text and local paths.
+               "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     if port:
         command += ["--server.port", str(port)]
     command += ["--", *folders]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    if os.name == "posix":
+        # Become the server, so Ctrl-C and kill reach it directly and no child is left behind.
+        os.execve(sys.executable, command, env)
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:

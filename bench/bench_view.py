@@ -38,11 +38,17 @@ def synthetic_conversation(rng: random.Random, index: int, turns: int, temperatu
 
     def entry() -> dict:
         present = rng.random() < 0.3
+        involved = sorted(rng.sample(range(turns), k=min(turns, rng.randint(1, 8)))) if present else []
         return {
             "present": present,
-            "turns": sorted(rng.sample(range(turns), k=min(turns, rng.randint(1, 8)))) if present else [],
+            "turns": involved,
             "severity": round(rng.random(), 3) if present else 0.0,
+            "onset": involved[0] if involved else None,
+            "pairs": [[i, max(0, i - 1), round(rng.random(), 3)] for i in involved],
         }
+
+    def segment() -> str:
+        return " ".join(rng.choices(WORDS, k=rng.randint(5, 40)))
 
     return {
         "file": "conversation_000.log" if index == 0 else f"conversation_{index:03d}.log",
@@ -54,12 +60,13 @@ def synthetic_conversation(rng: random.Random, index: int, turns: int, temperatu
         "loop_score": score,
         "loop_density": score / chars if chars else 0.0,
         BOUNDED: rng.random(),
-        "top_segments": [[" ".join(rng.choices(WORDS, k=rng.randint(5, 40))), rng.randint(2, 50)]
-                         for _ in range(20)],
+        "top_segments": [[segment(), rng.randint(2, 50)] for _ in range(20)],
+        "segment_extensions": [[[segment(), rng.randint(2, 9)] for _ in range(2)] for _ in range(20)],
         "loops": {name: entry() for name in LOOP_TYPES},
         "breaks": {name: entry() for name in BREAK_TYPES},
         "loop_onset_turn": onset,
-        "metrics": {"distinct_2": rng.random(), "compression_ratio": 1 + rng.random() * 5},
+        "metrics": {"distinct_2": rng.random(), "compression_ratio": 1 + rng.random() * 5,
+                    "seq_rep_4_per_turn": [round(rng.random(), 6) for _ in range(turns)]},
         "settings": {
             "assistant": {"model": "smollm2-135m", "engine": "llama-server"},
             "user": {"model": "smollm2-135m", "engine": "llama-server"},

@@ -6,45 +6,32 @@ chart or a table can use as it is: scatter points, the summary table,
 pre-binned histograms, loop/break type shares, the survival curve of loop
 onset, and the settings that differ between runs.
 
-``open_run`` is the one function here that touches the disk: it reads a run
-folder's analysis.json, analysing the folder first when it has none.
-Charts live in charts.py-like builders in dashboard.py and html_report.py;
-nothing here draws or prints.
+The edges that touch the disk are ``open_run`` (a run folder's
+analysis.json, made first with analysis.py when missing) and ``read_turns``
+(one conversation for the reader, with logs.py). The charts are built in
+dashboard.py; nothing here draws or prints.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from broken_record.detectors import BREAK_TYPES, LOOP_TYPES
+
 MAX_RUNS = 10
 RESULTS_PREFIX = "results-"
 ANALYSIS_FILE = "analysis.json"
-LOG_SUFFIXES = (".log", ".jsonl")
 
-LOOP_TYPES = (
-    "single_turn_loop",
-    "multi_turn_loop",
-    "intra_turn_repetition",
-    "prefix_repetition",
-    "semantic_repetition",
-)
-BREAK_TYPES = (
-    "word_soup",
-    "nothing_to_say",
-    "apostrophe_break",
-    "leading_whitespace",
-    "rejection",
-)
-
-# The y measures the scatter offers: the classic (unbounded) density and
-# the bounded share of assistant characters inside repeated segments.
+# The y measures the scatter offers: the classic density (unbounded: it
+# counts overlapping windows) and metrics.py's bounded companion, the share
+# of the assistant text that the classic mining removed as repeated.
 BOUNDED = "repeated_share"
 MEASURES = {
     "loop_density": "loop density (classic)",
@@ -61,7 +48,6 @@ class Run:
     analysis: dict | None = None
     error: str | None = None  # one line that says what to do
     analysed_now: bool = False  # analysis.json was missing and was made
-    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -107,11 +93,13 @@ def too_many_runs(folders: list[str]) -> str | None:
 
 
 def conversation_logs(folder: Path) -> list[Path]:
-    """The conversation logs in a run folder (.log and .jsonl files)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in LOG_SUFFIXES)
+    """The conversation logs in a run folder, one per conversation (logs.py decides)."""
+    from broken_record.logs import find_logs
+
+    return find_logs(folder)
 
 
-def open_run(folder: str | Path, label: str | None = None, analyse: bool = True) -> Run:
+def open_run(folder: str | Path, label: str | None = None, workers: int | None = None) -> Run:
     """Read ``folder/analysis.json``; analyse the folder first if it has none.
 
     Never raises for a user's mistake: a missing or empty folder, or an
@@ -120,6 +108,9 @@ def open_run(folder: str | Path, label: str | None = None, analyse: bool = True)
     path = Path(folder)
     label = label or run_label(folder)
     run = Run(label=label, folder=str(folder))
+    if path.exists() and not path.is_dir():
+        run.error = f"'{folder}' is a file, not a run folder: give the folder parrot.sh wrote"
+        return run
     if not path.is_dir():
         run.error = (
             f"run folder '{folder}' does not exist: check the path "
@@ -134,11 +125,8 @@ def open_run(folder: str | Path, label: str | None = None, analyse: bool = True)
                 "and no analysis.json: point view.py at a folder written by ./parrot.sh"
             )
             return run
-        if not analyse:
-            run.error = f"'{folder}' has no analysis.json yet: run python analyze.py {folder}"
-            return run
         try:
-            run.analysis = analyse_folder(path)
+            run.analysis = analyse_folder(path, workers)
         except Exception as exc:  # the analysis is another module's: report it, keep others
             run.error = f"could not analyse '{folder}': {exc}; try python analyze.py {folder}"
             return run
@@ -158,17 +146,18 @@ def open_run(folder: str | Path, label: str | None = None, analyse: bool = True)
     return run
 
 
-def analyse_folder(path: Path) -> dict:
-    """Analyse a run folder with the library and write its outputs there.
+def analyse_folder(path: str | Path, workers: int | None = None) -> dict:
+    """Analyse a run folder with the library and write analysis.json there.
 
     Falls back to an in-memory analysis when the folder is read-only.
+    ``workers``: processes for the analysis (None: every core).
     """
     from broken_record import analysis  # heavy: only when a folder needs it
 
     try:
-        return analysis.write_analysis(path)
+        return analysis.write_analysis(path, workers=workers)
     except OSError:
-        return analysis.analyze_folder(path)
+        return analysis.analyze_folder(path, workers=workers)
 
 
 # --- small accessors ----------------------------------------------------------
@@ -178,7 +167,7 @@ def conversations(run: Run) -> list[dict]:
     return list((run.analysis or {}).get("conversations") or [])
 
 
-def _number(value: Any) -> float:
+def as_float(value: Any) -> float:
     """A figure from analysis.json as a float; missing or null -> NaN."""
     if value is None or isinstance(value, bool):
         return math.nan
@@ -193,7 +182,7 @@ def bounded_share(conv: dict) -> float:
     value = conv.get(BOUNDED)
     if value is None:
         value = (conv.get("metrics") or {}).get(BOUNDED)
-    return _number(value)
+    return as_float(value)
 
 
 def detections(conv: dict) -> dict[str, dict]:
@@ -233,11 +222,11 @@ def points(runs: list[Run]) -> pd.DataFrame:
         {
             "run": run.label,
             "conversation": str(conv.get("file", "")),
-            "avg_response_length": _number(conv.get("avg_response_length")),
-            "loop_density": _number(conv.get("loop_density")),
+            "avg_response_length": as_float(conv.get("avg_response_length")),
+            "loop_density": as_float(conv.get("loop_density")),
             BOUNDED: bounded_share(conv),
-            "loop_score": _number(conv.get("loop_score")),
-            "turns": _number(conv.get("turns")),
+            "loop_score": as_float(conv.get("loop_score")),
+            "turns": as_float(conv.get("turns")),
             "complete": bool(conv.get("complete", True)),
         }
         for run in runs
@@ -248,6 +237,9 @@ def points(runs: list[Run]) -> pd.DataFrame:
         columns=["run", "conversation", "avg_response_length", "loop_density", BOUNDED,
                  "loop_score", "turns", "complete"],
     )
+
+
+SUMMARY_FIGURES = ["run", "conversations", "avg_response_length", "avg_loop_density", f"avg_{BOUNDED}"]
 
 
 def summary(runs: list[Run]) -> pd.DataFrame:
@@ -273,13 +265,11 @@ def summary(runs: list[Run]) -> pd.DataFrame:
             present = sum(1 for c in convs if detections(c).get(name, {}).get("present"))
             row[name] = present / n if n else math.nan
         rows.append(row)
-    columns = ["run", "conversations", "avg_response_length", "avg_loop_density",
-               f"avg_{BOUNDED}"] + [name for _, name in names]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=SUMMARY_FIGURES + [name for _, name in names])
 
 
 def _mean(values) -> float:
-    numbers = [v for v in (_number(x) for x in values) if not math.isnan(v)]
+    numbers = [v for v in (as_float(x) for x in values) if not math.isnan(v)]
     return float(np.mean(numbers)) if numbers else math.nan
 
 
@@ -296,7 +286,7 @@ def histograms(runs: list[Run], bins: int = 20) -> pd.DataFrame:
         densities: list[float] = []
         for conv in conversations(run):
             lengths.extend(float(x) for x in conv.get("response_lengths") or [])
-            d = _number(conv.get("loop_density"))
+            d = as_float(conv.get("loop_density"))
             if not math.isnan(d):
                 densities.append(d)
         values["response_length"][run.label] = lengths
@@ -351,7 +341,7 @@ def type_shares(runs: list[Run]) -> pd.DataFrame:
 def conversation_length(conv: dict) -> int:
     """How many assistant turns a conversation lasted (its censoring time)."""
     for key in ("assistant_turns", "turns"):
-        value = _number(conv.get(key))
+        value = as_float(conv.get(key))
         if not math.isnan(value):
             return int(value)
     return len(conv.get("response_lengths") or [])
@@ -393,9 +383,13 @@ def survival(runs: list[Run]) -> pd.DataFrame:
 # --- settings -----------------------------------------------------------------------
 
 # Settings always shown, whether they differ or not: what was compared.
-ALWAYS_SHOWN = ("assistant.model", "user.model", "assistant.engine", "user.engine")
+ALWAYS_SHOWN = ("model", "engine")
+# Settings that differ between any two runs without meaning anything
+# (the embedded server's port is new every run).
+IGNORED = ("url",)
 # Long texts that would swamp the table; a difference is still reported.
 MAX_VALUE_CHARS = 60
+UNKNOWN = "—"
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -412,18 +406,24 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _show(value: Any) -> str:
-    if value is None:
-        return "—"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
 def run_settings(run: Run) -> dict[str, list[str]]:
-    """Each setting of a run with its distinct values, in first-seen order."""
+    """Each setting of a run with its distinct known values, in first-seen order.
+
+    A value a log does not record (a text log has no engine) is unknown,
+    not a difference.
+    """
     seen: dict[str, list[str]] = {}
     for conv in conversations(run):
         for key, value in flatten(conv.get("settings") or {}).items():
+            if key.split(".")[-1] in IGNORED:
+                continue
             values = seen.setdefault(key, [])
+            if value is None or value == {}:
+                continue
             shown = _show(value)
             if shown not in values:
                 values.append(shown)
@@ -434,8 +434,8 @@ def settings_diff(runs: list[Run]) -> pd.DataFrame:
     """The runs' settings side by side: models, engines, and what differs.
 
     One row per setting, one column per run. A setting is kept when it is a
-    model or engine, or when its value is not the same everywhere (a run
-    whose conversations disagree shows ``a | b``, and that counts too).
+    model or engine, or when its known values are not the same everywhere
+    (a run whose conversations disagree shows ``a | b``, and that counts too).
     """
     per_run = {run.label: run_settings(run) for run in runs}
     keys: list[str] = []
@@ -443,16 +443,18 @@ def settings_diff(runs: list[Run]) -> pd.DataFrame:
         keys.extend(key for key in settings if key not in keys)
     rows = []
     for key in keys:
-        values = [per_run[label].get(key, ["—"]) for label in per_run]
-        differs = len({tuple(v) for v in values}) > 1 or any(len(v) > 1 for v in values)
+        values = [per_run[label].get(key, []) for label in per_run]
+        known = {tuple(v) for v in values if v}
+        differs = len(known) > 1 or any(len(v) > 1 for v in values)
         if _is_always(key) or differs:
-            rows.append({"setting": key, **{label: " | ".join(v) for label, v in zip(per_run, values)}})
+            rows.append({"setting": key, **{label: " | ".join(v) or UNKNOWN for label, v in zip(per_run, values)}})
     rows.sort(key=lambda r: (not _is_always(r["setting"]), r["setting"]))
     return pd.DataFrame(rows, columns=["setting", *per_run])
 
 
 def _is_always(key: str) -> bool:
-    return key in ALWAYS_SHOWN or key.split(".")[-1] in ("model", "engine")
+    """``"assistant.model"`` -> True."""
+    return key.split(".")[-1] in ALWAYS_SHOWN
 
 
 # --- one conversation, for the reader -------------------------------------------------

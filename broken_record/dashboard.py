@@ -71,7 +71,11 @@ def scatter_chart(points: pd.DataFrame, labels: list[str], y: str | None = "loop
         base = base.add_params(measure).transform_calculate(y_value="datum[y_measure]")
         y_enc = alt.Y("y_value:Q", title="loop density or repeated share (chosen below)")
     else:
-        y_enc = alt.Y(f"{y}:Q", title=MEASURES.get(y, y))
+        # Room above the highest point: Streamlit's theme fits the domain
+        # exactly, which cuts the top points in half.
+        top = points[y].max() if len(points) else float("nan")
+        scale = alt.Scale(domain=[0, float(top) * 1.06]) if top == top and top > 0 else alt.Undefined
+        y_enc = alt.Y(f"{y}:Q", title=MEASURES.get(y, y), scale=scale)
     return (
         base.mark_circle()
         .encode(
@@ -126,7 +130,9 @@ def types_chart(shares: pd.DataFrame, labels: list[str]) -> alt.FacetChart:
         alt.Chart(shares)
         .mark_bar()
         .encode(
-            x=alt.X("type:N", sort=order, title=None, axis=alt.Axis(labelAngle=-30)),
+            x=alt.X("type:N", sort=order, title=None,
+                    # "single_turn_loop" on three short lines, so no label hides another
+                    axis=alt.Axis(labelAngle=0, labelExpr="split(datum.label, '_')", labelOverlap=False)),
             xOffset=alt.XOffset("run:N", sort=labels),
             y=alt.Y("share:Q", title="share of conversations", axis=alt.Axis(format="%"),
                     scale=alt.Scale(domain=[0, 1])),
@@ -155,7 +161,7 @@ def survival_chart(surv: pd.DataFrame, labels: list[str]) -> alt.Chart:
         alt.Chart(surv, name="survival", title="Loop onset: share of conversations still loop-free")
         .mark_line(interpolate="step-after", point=False)
         .encode(
-            x=alt.X("turn:Q", title="assistant turns"),
+            x=alt.X("turn:Q", title="assistant turns", axis=alt.Axis(format="d", tickMinStep=1)),
             y=alt.Y("loop_free:Q", title="still loop-free", axis=alt.Axis(format="%"),
                     scale=alt.Scale(domain=[0, 1])),
             color=_color(labels),
@@ -181,8 +187,9 @@ def summary_columns(table: pd.DataFrame) -> dict:
         "avg_loop_density": st.column_config.NumberColumn("avg loop density", format="%.4f"),
         f"avg_{BOUNDED}": st.column_config.NumberColumn(f"avg {MEASURES[BOUNDED]}", format="%.3f"),
     }
-    for column in table.columns[len(config):]:
-        config[column] = st.column_config.NumberColumn(column.replace("_", " "), format="percent")
+    for column in table.columns:
+        if column not in compare.SUMMARY_FIGURES:
+            config[column] = st.column_config.NumberColumn(column.replace("_", " "), format="percent")
     return config
 
 
@@ -238,8 +245,6 @@ def turn_html(turn: dict, flags: list[tuple[str, str]], segments: list[str]) -> 
     role = turn.get("role", "")
     css_role = role if role in ("assistant", "user", "system") else "other"
     head = [f"#{int(turn.get('index', 0))}", html.escape(str(role))]
-    if turn.get("speaker"):
-        head.append(html.escape(str(turn["speaker"])))
     badges = ""
     if turn.get("stop"):
         badges += f'<span class="brp-stop">stop: {html.escape(str(turn["stop"]))}</span>'
@@ -272,7 +277,8 @@ def main(folders: list[str]) -> None:
 
     @st.cache_data(show_spinner=False)
     def load_run(folder: str, label: str, stamp: float | None) -> Run:
-        return compare.open_run(folder, label)
+        # One process: forking the threaded Streamlit server for a pool is not safe.
+        return compare.open_run(folder, label, workers=1)
 
     @st.cache_data(show_spinner=False)
     def reshape(key: tuple) -> dict[str, pd.DataFrame]:
@@ -323,10 +329,9 @@ def main(folders: list[str]) -> None:
         if run.error:
             st.error(f"{run.label}: {run.error}")
         elif run.folder in analysed:
-            st.info(
-                f"{run.label}: this folder had no analysis.json, so it was analysed now "
-                f"(saved as {Path(run.folder) / compare.ANALYSIS_FILE})."
-            )
+            target = Path(run.folder) / compare.ANALYSIS_FILE
+            saved = f"saved as {target}" if target.is_file() else "the folder is read-only, so it is kept in memory only"
+            st.info(f"{run.label}: this folder had no analysis.json, so it was analysed now ({saved}).")
     good = [r for r in runs if r.ok]
     if not good:
         st.stop()
@@ -369,6 +374,12 @@ def main(folders: list[str]) -> None:
     reader(st, good, load_turns)
 
 
+def _figure(value) -> str:
+    """``0.80733`` -> ``"0.8073"``; missing -> ``"—"``."""
+    number = compare.as_float(value)
+    return "—" if number != number else f"{number:.4g}"
+
+
 def reader(st, runs: list[Run], load_turns) -> None:
     """Pick a run and a conversation; show it turn by turn."""
     st.subheader("Read a conversation")
@@ -392,7 +403,8 @@ def reader(st, runs: list[Run], load_turns) -> None:
     segments = [s for s, _ in compare.segments(conv)]
     present = [name for name, entry in compare.detections(conv).items() if entry.get("present")]
     st.caption(
-        f"{len(turns)} turns · loop density {conv.get('loop_density')} · "
+        f"{len(turns)} turns · loop density {_figure(conv.get('loop_density'))} · "
+        f"{MEASURES[BOUNDED]} {_figure(compare.bounded_share(conv))} · "
         + ("types found: " + ", ".join(p.replace("_", " ") for p in present) if present else "no loop or break types found")
         + ("" if conv.get("complete", True) else " · interrupted (no footer)")
     )

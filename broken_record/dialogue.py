@@ -111,6 +111,8 @@ class Dialogue:
             if name == "user" and self.human:
                 typed = self.human(role.prefix)
                 if typed:
+                    if role.prefix and not role.prefix.endswith((" ", '"', "*")):
+                        typed = " " + typed     # as a model continues "Theo:" with " ..."
                     tokens = role.engine.count_tokens(typed) or len(typed.split())
                     self._add({"role": name, "text": role.prefix + typed, "prefix": role.prefix,
                                "generated": typed, "source": "human", "tokens_before": self.total,

@@ -21,8 +21,11 @@ def human_input(prefix: str) -> str | None:
         import readline  # noqa: F401  (line editing for input())
     except ImportError:
         pass
-    line = input(f"\n[you] {prefix}")
-    return line or None
+    try:
+        line = input(f"\n[you] {prefix}")
+    except EOFError:
+        return None
+    return line.strip() or None
 
 
 def run_one(config: Config, out_dir: str | Path = ".", stem: str | None = None,

@@ -20,7 +20,7 @@ import altair as alt
 import pandas as pd
 
 from broken_record import compare
-from broken_record.compare import BOUNDED, MEASURES, Run
+from broken_record.compare import BOUNDED, Run
 from broken_record.dashboard import histogram_chart, scatter_chart, survival_chart, types_chart
 
 PAGE_CSS = """
@@ -40,7 +40,8 @@ def _js_bundle() -> str:
 
     wanted = alt.SCHEMA_VERSION.lstrip("v").rsplit(".", 1)[0]  # "v6.4.1" -> "6.4"
     version = wanted if wanted in vl_convert.get_vegalite_versions() else None
-    return vl_convert.javascript_bundle(vl_version=version)
+    # Nothing in the bundle may end the <script> element it sits in.
+    return vl_convert.javascript_bundle(vl_version=version).replace("</script", "<\\/script")
 
 
 def _script_json(obj) -> str:
@@ -69,13 +70,9 @@ def _table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
 
 
 def summary_formats(table: pd.DataFrame) -> dict[str, str]:
-    formats = {
-        "avg_response_length": ".1f",
-        "avg_loop_density": ".4f",
-        f"avg_{BOUNDED}": ".3f",
-    }
-    for column in table.columns[5:]:
-        formats[column] = ".0%"
+    """Number formats for the summary table: figures as on the page, type shares as %."""
+    formats = {"avg_response_length": ".1f", "avg_loop_density": ".4f", f"avg_{BOUNDED}": ".3f"}
+    formats.update({column: ".0%" for column in table.columns if column not in compare.SUMMARY_FIGURES})
     return formats
 
 
@@ -83,58 +80,50 @@ def build_html(runs: list[Run], title: str = "Broken Record Parrot — run compa
     """The whole results.html as a string."""
     good = [r for r in runs if r.ok]
     labels = [r.label for r in good]
-    charts: list[tuple[str, str, alt.TopLevelMixin | None]] = []
-    parts: list[str] = [f"<h1>{html.escape(title)}</h1>"]
-    parts.append(
-        f'<p class="note">Written {html.escape(datetime.now().strftime("%Y-%m-%d %H:%M"))} by view.py --html. '
-        + html.escape(", ".join(f"{r.label} ({len(compare.conversations(r))} conversations, {r.folder})" for r in good))
-        + "</p>"
-    )
-    for run in runs:
-        if run.error:
-            parts.append(f'<p class="error">{html.escape(run.label)}: {html.escape(run.error)}</p>')
+    listed = ", ".join(f"{r.label} ({len(compare.conversations(r))} conversations, {r.folder})" for r in good)
+    written = datetime.now().strftime("%Y-%m-%d %H:%M")
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f'<p class="note">Written {written} by view.py --html: {html.escape(listed)}</p>']
+    parts += [f'<p class="error">{html.escape(r.label)}: {html.escape(r.error)}</p>' for r in runs if r.error]
+    charts: list[tuple[str, alt.TopLevelMixin]] = []
+
+    def chart(name: str, heading: str, figure: alt.TopLevelMixin, note: str = "") -> None:
+        charts.append((name, figure))
+        parts.append(f'<h2>{html.escape(heading)}</h2><div class="chart" id="chart-{name}"></div>')
+        if note:
+            parts.append(f'<p class="note">{html.escape(note)}</p>')
+
     if good:
+        chart("scatter", "Response length vs loop density",
+              scatter_chart(compare.points(good), labels, y=None).properties(width=760),
+              "Click a run in the legend to hide its points; click it again to show them. "
+              "The radio buttons below the chart choose the y measure.")
         table = compare.summary(good)
-        settings = compare.settings_diff(good)
-        specs = [
-            ("scatter", "Response length vs loop density",
-             scatter_chart(compare.points(good), labels, y=None).properties(width=760),
-             "Click a run in the legend to hide its points; click again to show them. "
-             "The radio buttons below the chart choose the y measure."),
-            ("histograms", "Distributions", histogram_chart(compare.histograms(good), labels), ""),
-            ("types", "Loop and break types", types_chart(compare.type_shares(good), labels), ""),
-            ("survival", "Loop onset", survival_chart(compare.survival(good), labels).properties(width=760),
-             "A conversation that never loops counts as loop-free for as long as it ran and then "
-             "leaves the count (Kaplan-Meier)."),
-        ]
-        first, *rest = specs
-        charts.append(first)
-        parts.append(_chart_div(*first))
         parts.append('<h2>Summary</h2><div class="wide">' + _table(table, summary_formats(table)) + "</div>")
         parts.append('<p class="note">Type columns: share of the run\'s conversations where that loop or '
                      "break type is present.</p>")
+        settings = compare.settings_diff(good)
         parts.append("<h2>Settings compared</h2>")
-        parts.append(f'<div class="wide">{_table(settings)}</div>' if not settings.empty else '<p class="note">The runs record no settings.</p>')
-        for spec in rest:
-            charts.append(spec)
-            parts.append(_chart_div(*spec))
+        parts.append(f'<div class="wide">{_table(settings)}</div>' if not settings.empty
+                     else '<p class="note">The runs record no settings.</p>')
+        chart("histograms", "Distributions", histogram_chart(compare.histograms(good), labels))
+        chart("types", "Loop and break types", types_chart(compare.type_shares(good), labels))
+        chart("survival", "Loop onset", survival_chart(compare.survival(good), labels).properties(width=760),
+              "A conversation that never loops counts as loop-free for as long as it ran and then "
+              "leaves the count (Kaplan-Meier).")
+
     embeds = "\n".join(
-        f"vegaEmbed('#chart-{name}', {_script_json(chart.to_dict())}, {{actions: false, renderer: 'svg'}})"
+        f"vegaEmbed('#chart-{name}', {_script_json(figure.to_dict())}, {{actions: false, renderer: 'svg'}})"
         f".catch(e => {{ document.getElementById('chart-{name}').textContent = 'chart failed: ' + e; }});"
-        for name, _, chart, _ in charts
+        for name, figure in charts
     )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style>"
-        f"<script type=\"text/javascript\">\n{_js_bundle()}\n</script></head>\n<body>\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style>\n"
+        f'<script type="text/javascript">\n{_js_bundle()}\n</script></head>\n<body>\n'
         + "\n".join(parts)
-        + f"\n<script type=\"text/javascript\">\n{embeds}\n</script>\n</body></html>\n"
+        + f'\n<script type="text/javascript">\n{embeds}\n</script>\n</body></html>\n'
     )
-
-
-def _chart_div(name: str, heading: str, chart, note: str) -> str:
-    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
-    return f'<h2>{html.escape(heading)}</h2><div class="chart" id="chart-{name}"></div>{note_html}'
 
 
 def write_html(path: str | Path, runs: list[Run]) -> Path:

@@ -46,6 +46,7 @@ class Turn:
     role: str  # "system" | "assistant" | "user"
     text: str  # as the other side saw it, speaker prefix included
     content: str  # what was said after the prefix, stripped
+    raw: str = ""  # what was said after the prefix and its separating space, unstripped
     source: str | None = None  # "config" | "model" | "human"; None if unknown
     tokens: int | None = None
     stop: str | None = None  # "eos" | "limit" | "word" | "error"; None if unknown
@@ -150,9 +151,9 @@ def parse_jsonl(text: str, name: str = "conversation.jsonl") -> Conversation:
         text_ = _str(m.get("text"))
         prefix = _str(m.get("prefix")) or (agent_prefix if role == "assistant" else user_prefix if role == "user" else "")
         generated = m.get("generated")
-        content = _str(generated).strip() if generated is not None else _strip_prefix(text_, prefix)
+        raw = _str(generated) if generated is not None else _after_prefix(text_, prefix)
         turns.append(Turn(
-            index=i, role=role, text=text_, content=content,
+            index=i, role=role, text=text_, content=raw.strip(), raw=raw,
             source=_str(m.get("source")) or None,
             tokens=_int(m.get("tokens")), stop=_str(m.get("stop")) or None,
             tokens_before=_int(m.get("tokens_before")),
@@ -240,6 +241,7 @@ def parse_text_log(text: str, name: str = "conversation.log") -> Conversation:
         prefix = agent_prefix if role == "assistant" else user_prefix if role == "user" else ""
         turns.append(Turn(
             index=i, role=role, text=text_, content=_strip_prefix(text_, prefix),
+            raw=_after_prefix(text_, prefix),
             source="config" if i < n_config else "model", tokens_before=tokens_before,
         ))
     if closing is not None:
@@ -291,7 +293,7 @@ def _parse_streamed(lines: list[str], name: str) -> Conversation:
         else:
             continue
         turns.append(Turn(index=len(turns), role=role, text=line, content=_strip_prefix(line, prefix),
-                          source="model"))
+                          raw=_after_prefix(line, prefix), source="model"))
     settings = {"assistant": {"model": None, "engine": None, "sampler": None},
                 "user": {"model": None, "engine": None, "sampler": None},
                 "turn_max_tokens": None, "total_tokens": None}
@@ -342,6 +344,13 @@ def _strip_prefix(text: str, prefix: str) -> str:
     if prefix and stripped.startswith(prefix.strip()):
         stripped = stripped[len(prefix.strip()):]
     return stripped.strip()
+
+
+def _after_prefix(text: str, prefix: str) -> str:
+    """``("Skye:   Hi", "Skye:")`` -> ``"  Hi"``: one separating space dropped."""
+    if prefix and text.startswith(prefix):
+        text = text[len(prefix):]
+    return text[1:] if text.startswith(" ") else text
 
 
 def _str(value) -> str:

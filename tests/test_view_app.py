@@ -125,6 +125,14 @@ def test_summary_table_equals_analysis_json(page, runs):
             for name in compare.LOOP_TYPES if family == "loops" else compare.BREAK_TYPES:
                 present = sum(1 for c in conversations if c[family][name]["present"])
                 assert row[name] == pytest.approx(present / n), name
+        # ... and the folder summary analysis.json carries agrees.
+        summary_json = analysis(folder)["summary"]
+        assert row["conversations"] == summary_json["conversations"]
+        assert row["avg_response_length"] == pytest.approx(summary_json["mean_avg_response_length"])
+        assert row["avg_loop_density"] == pytest.approx(summary_json["mean_loop_density"])
+        assert row[f"avg_{BOUNDED}"] == pytest.approx(summary_json["mean_repeated_share"])
+        for name, share in {**summary_json["loop_types"], **summary_json["break_types"]}.items():
+            assert row[name] == pytest.approx(share), name
 
 
 def test_type_bars_equal_analysis_json(page, runs):

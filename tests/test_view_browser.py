@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 # category10, the scheme every chart uses: run_a is the first colour, run_b the second.
-RUN_COLOURS = {"run_a": (0x1F, 0x77, 0xB4), "run_b": (0xFF, 0x7F, 0x0E)}
+RUN_COLOURS = {"run_a": "#1f77b4", "run_b": "#ff7f0e"}
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
@@ -102,59 +102,78 @@ def browser():
             chromium.close()
 
 
-def colour_counts(page, canvas) -> dict[str, int]:
-    """How many pixels of each run's colour a canvas holds."""
-    return canvas.evaluate(
-        """(canvas, colours) => {
-            const ctx = canvas.getContext('2d');
-            const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-            const counts = {};
-            for (const [run, rgb] of Object.entries(colours)) {
-                let n = 0;
-                for (let i = 0; i < data.length; i += 4) {
-                    if (data[i + 3] > 100 && Math.abs(data[i] - rgb[0]) < 40
-                        && Math.abs(data[i + 1] - rgb[1]) < 40 && Math.abs(data[i + 2] - rgb[2]) < 40) n++;
-                }
-                counts[run] = n;
-            }
-            return counts;
-        }""",
-        RUN_COLOURS,
+def point_colours(chart) -> list[str]:
+    """The fill colour of every drawn scatter point (legend symbols excluded)."""
+    return chart.locator(".mark-symbol.role-mark path").evaluate_all(
+        "els => els.map(e => (e.getAttribute('fill') || '').toLowerCase())"
     )
 
 
-def test_dashboard_renders_in_chromium(server, browser, tmp_path):
+def opacities(chart) -> list[str]:
+    return chart.locator(".mark-symbol.role-mark path").evaluate_all(
+        "els => els.map(e => e.getAttribute('opacity') ?? '1')"
+    )
+
+
+def y_axis_top(chart) -> float:
+    """The largest tick value on the chart's y axis."""
+    axis = chart.locator(".role-axis[aria-label^='Y-axis']").first
+    ticks = axis.locator(".role-axis-label text").all_text_contents()
+    return max(float(t.replace(",", "").replace("\u2212", "-")) for t in ticks)
+
+
+def conversation_counts(runs: list[str]) -> dict[str, int]:
+    return {Path(f).name: len(json.loads((Path(f) / compare.ANALYSIS_FILE).read_text())["conversations"])
+            for f in runs}
+
+
+def test_dashboard_renders_in_chromium(server, browser, runs, tmp_path):
+    counts = conversation_counts(runs)
     page = browser.new_page(viewport={"width": 1400, "height": 4000})
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     try:
         page.goto(server, wait_until="domcontentloaded")
-        page.get_by_text("Response length vs loop density").first.wait_for(timeout=90_000)
-        canvas = page.locator("[data-testid='stVegaLiteChart'] canvas, .vega-embed canvas").first
-        canvas.wait_for(timeout=90_000)
-        # Charts draw after the page answers: wait until both runs' points are on the canvas.
-        deadline = time.monotonic() + 60
-        while True:
-            counts = colour_counts(page, canvas.element_handle())
-            if all(n > 30 for n in counts.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        charts = page.locator("[data-testid='stVegaLiteChart']")
+        scatter = charts.first
+        # The page answers before the charts draw: wait for every point.
+        page.wait_for_function(
+            "n => { const c = document.querySelector(\"[data-testid='stVegaLiteChart']\");"
+            " return c && c.querySelectorAll('.mark-symbol.role-mark path').length >= n; }",
+            arg=sum(counts.values()), timeout=90_000,
+        )
+        page.locator(".brp-reader").wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
         shot = tmp_path / "dashboard.png"
-        page.get_by_text("Read a conversation").first.wait_for(timeout=30_000)
-        time.sleep(1)
         page.screenshot(path=str(shot), full_page=True)
         print(f"screenshot: {shot}")
-        assert all(n > 30 for n in counts.values()), f"scatter points not drawn: {counts}"
-        assert page.locator(".vega-embed").count() >= 4  # scatter, histograms, types, survival
+        assert shot.stat().st_size > 10_000
+
+        # Each run's points drawn in its own colour.
+        colours = point_colours(scatter)
+        assert len(colours) == sum(counts.values())
+        for run, colour in RUN_COLOURS.items():
+            assert colours.count(colour) == counts[run], (run, colours)
+        assert charts.count() >= 4  # scatter, histograms, types, survival
+        for i in range(1, 4):
+            assert charts.nth(i).locator(".role-mark path, .role-mark rect, .role-mark line").count() > 0
+
+        # A legend click hides a run; a second click shows it again.
+        label = scatter.locator(".role-legend-label text", has_text="run_b")
+        label.click()
+        page.wait_for_timeout(500)
+        assert opacities(scatter).count("0") == counts["run_b"]
+        label.click()
+        page.wait_for_timeout(500)
+        assert opacities(scatter).count("0") == 0
+
         # The reader opens on run_a's first conversation, the one with markup in it.
         reader = page.locator(".brp-reader")
-        reader.wait_for(timeout=30_000)
         text = reader.inner_text()
         assert "<script>alert('pwned')</script>" in text
         assert "<b>bold</b>" in text
         assert reader.locator("b, script, img").count() == 0
         assert dialogs == []
-        assert shot.stat().st_size > 10_000
     finally:
         page.close()
 
@@ -167,7 +186,6 @@ def test_results_html_renders_offline(runs, browser, tmp_path):
     assert "wrote" in result.stdout
     text = target.read_text()
     assert "cdn.jsdelivr" not in text and "<script src" not in text
-    conversations = sum(len(json.loads((Path(f) / "analysis.json").read_text())["conversations"]) for f in runs)
 
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     outside: list[str] = []
@@ -179,25 +197,30 @@ def test_results_html_renders_offline(runs, browser, tmp_path):
     page.route(lambda url: not url.startswith("file:"), block)
     try:
         page.goto(target.as_uri())
-        symbols = page.locator("#chart-scatter svg .mark-symbol path")
+        scatter = page.locator("#chart-scatter")
+        symbols = scatter.locator(".mark-symbol.role-mark path")
         symbols.first.wait_for(timeout=60_000)
         for name in ("histograms", "types", "survival"):
             page.locator(f"#chart-{name} svg .role-mark").first.wait_for(timeout=30_000)
         page.screenshot(path=str(tmp_path / "results_html.png"), full_page=True)
         print(f"screenshot: {tmp_path / 'results_html.png'}")
-        assert symbols.count() == conversations + 2  # the points and two legend symbols
-
-        def opacities() -> list[str]:
-            return symbols.evaluate_all("els => els.map(e => e.getAttribute('opacity'))")
-
-        assert opacities().count("0") == 0
-        page.locator("#chart-scatter svg .role-legend-label text", has_text="run_b").click()
+        counts = conversation_counts(runs)
+        colours = point_colours(scatter)
+        for run, colour in RUN_COLOURS.items():
+            assert colours.count(colour) == counts[run], (run, colours)
+        assert opacities(scatter).count("0") == 0
+        label = scatter.locator(".role-legend-label text", has_text="run_b")
+        label.click()
         page.wait_for_timeout(300)
-        run_b = len(json.loads((Path(runs[1]) / "analysis.json").read_text())["conversations"])
-        assert opacities().count("0") == run_b  # run_b's points hidden
-        page.locator("#chart-scatter svg .role-legend-label text", has_text="run_b").click()
+        assert opacities(scatter).count("0") == counts["run_b"]  # run_b's points hidden
+        label.click()
         page.wait_for_timeout(300)
-        assert opacities().count("0") == 0  # and back
+        assert opacities(scatter).count("0") == 0  # and back
+        # The y measure radio switches the scatter to the bounded share (0..1).
+        assert y_axis_top(scatter) > 1  # the classic density of the real runs exceeds 1
+        page.locator("#chart-scatter input[type=radio]").nth(1).check()
+        page.wait_for_timeout(300)
+        assert y_axis_top(scatter) <= 1
         assert page.locator("table").count() == 2  # summary and settings
         assert outside == []
     finally:

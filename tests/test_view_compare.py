@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,16 @@ def test_view_html_with_only_missing_runs_fails(tmp_path):
     assert result.returncode != 0
     assert "does not exist" in result.stderr
     assert not (tmp_path / "results.html").exists()
+
+
+def test_view_html_analyses_a_fresh_folder_with_a_notice(tmp_path):
+    folder = tmp_path / "results-cold_hot"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "runs" / "run_b", folder)
+    target = tmp_path / "results.html"
+    result = view("--html", str(target), str(folder))
+    assert result.returncode == 0, result.stderr
+    assert "no analysis.json yet: analysing it now" in result.stderr
+    assert (folder / "analysis.json").is_file()
+    page = target.read_text()
+    assert "<td>cold_hot</td>" in page  # labelled without the results- prefix
+    assert page.count("vegaEmbed('#chart-") == 4

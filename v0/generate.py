@@ -90,6 +90,27 @@ def repeated_sentence(text: str) -> tuple[str, int]:
     return Counter(sentences).most_common(1)[0]
 
 
+def loop_tail(text: str, sentence: str, min_repeats: int = 3) -> int | None:
+    """Where the text turns into nothing but `sentence` over and over, to the end.
+
+    ("Hi. Yes. Yes. Yes. Ye", "Yes.") -> 4; None if fewer than min_repeats.
+    """
+    if not sentence:
+        return None
+    end = len(text.rstrip())
+    for k in range(len(sentence) - 1, 0, -1):  # the last repetition may be cut off
+        if text[:end].endswith(sentence[:k]):
+            end -= k
+            break
+    repeats = 0
+    while text[:end].rstrip().endswith(sentence):
+        end = len(text[:end].rstrip()) - len(sentence)
+        repeats += 1
+    while end < len(text) and text[end].isspace():
+        end += 1
+    return end if repeats >= min_repeats else None
+
+
 def measure(prompt: str, generated: str, prompt_tokens: int, output_tokens: int,
             speakers=SPEAKERS) -> dict:
     """Does the continuation keep alternating speakers the way the prompt does?"""
@@ -121,6 +142,8 @@ def measure(prompt: str, generated: str, prompt_tokens: int, output_tokens: int,
         "top_sentence": sentence,
         "top_sentence_count": count,
         "top_sentence_share": round(len(sentence) * count / max(1, len(generated)), 3),
+        "loop_from_char": loop_tail(generated, sentence),
+        "loop_from_token": None,  # filled in where the token texts are known
         "collapsed": output_turns == 1 and switches(lines) == 0,
     }
 
@@ -205,6 +228,14 @@ def generate(url: str, prompt: str, n_predict: int, seed: int) -> dict:
         },
         "seconds": round(time.time() - started, 1),
     }
+    loop_char = result["measurement"]["loop_from_char"]
+    if loop_char is not None:
+        offset = 0
+        for index, tid in enumerate(ids):
+            offset += len(result["token_text"][str(tid)])
+            if offset > loop_char:
+                result["measurement"]["loop_from_token"] = index
+                break
     return result
 
 
@@ -220,7 +251,8 @@ def report(result: dict, out_file: Path) -> str:
         f"  name-labelled lines in the output: {m['output_speaker_lines'] or 'none'}, "
         f"speaker switches {m['output_switches']}",
         f"  most repeated sentence: {m['top_sentence']!r} x{m['top_sentence_count']} "
-        f"({m['top_sentence_share']:.0%} of the text)",
+        f"({m['top_sentence_share']:.0%} of the text)"
+        + (f", nothing else from token {m['loop_from_token']} on" if m["loop_from_token"] is not None else ""),
         f"  control (EOS honoured): stopped after {c['tokens_predicted']} tokens ({c['stop_type']})",
         "  collapsed into a single turn: " + ("yes" if m["collapsed"] else "no"),
     ]

@@ -1,0 +1,227 @@
+"""Benchmark: the classic loop score (straightforward vs fast) and the whole analysis of a run folder.
+
+Builds a run folder of 100 conversations of about 16K tokens each from real
+generated turns: the assistant and user turns of the SmolLM2-135M
+conversations in tests/fixtures/testdata, recombined. Each conversation has
+its own "loopiness": an assistant turn either repeats one of the last two
+(a loop, as the model does at low temperature) or is new, made of real
+sentences drawn from the real turns. Each is written as a .log/.jsonl pair by
+the project's own RunLog, as parrot.sh would, with config.json and
+manifest.json beside them.
+
+Then it times:
+- the classic mining, straightforward (``mine_reference``) on a subset and
+  fast (``mine_fast``) on every conversation, checking that both agree;
+- ``analyze_folder`` over the folder with 1 process and with every core.
+
+Prints the figures and writes bench/results/analyze.json. Not a test: no
+figure is asserted.
+
+    .venv/bin/python bench/bench_analyze.py [--conversations 100] [--tokens 16000] [--subset 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from broken_record import analysis, classic  # noqa: E402
+from broken_record.logs import read_log  # noqa: E402
+from broken_record.runlog import RunLog, closing_text  # noqa: E402
+
+TESTDATA = ROOT / "tests" / "fixtures" / "testdata"
+REAL_LOGS = ["parrot_cold_1.log", "parrot_hot_1.log", "parrot_norep_1.log", "parrot_orig_1.log"]
+TURN_MAX_TOKENS = 256
+_SENTENCE = re.compile(r"(?<=[.!?*)\"])\s+")
+
+
+def real_turns() -> tuple[dict, float]:
+    """The real generated turns by role, and the real characters-per-token ratio."""
+    turns = {"assistant": [], "user": []}
+    chars = tokens = 0
+    config = None
+    for name in REAL_LOGS:
+        conv = read_log(TESTDATA / name)
+        config = config or conv.config
+        for t in conv.turns:
+            if t.source == "model" and t.role in turns:
+                turns[t.role].append(t.content)
+                if t.tokens:
+                    chars, tokens = chars + len(t.content), tokens + t.tokens
+    for role in turns:
+        turns[role] = sorted(set(turns[role]))
+    return {"turns": turns, "config": config}, chars / tokens
+
+
+def build_conversation(rng: random.Random, pool: dict, ratio: float, target: int, loopiness: float) -> list[dict]:
+    """Messages (role, content, tokens, stop) of one ~target-token conversation."""
+    sentences = {role: [s for t in texts for s in _SENTENCE.split(t) if s.strip()]
+                 for role, texts in pool["turns"].items()}
+    messages, total, said = [], 0, []
+    role = "assistant"
+    while total < target:
+        if role == "assistant" and len(said) >= 2 and rng.random() < loopiness:
+            text = rng.choice(said[-2:])  # the model repeats itself: period 1 or 2
+        elif rng.random() < 0.3:
+            text = rng.choice(pool["turns"][role])  # a whole real turn
+        else:
+            text = " ".join(rng.choice(sentences[role]) for _ in range(rng.randint(2, 7)))
+        tokens = min(TURN_MAX_TOKENS, max(1, round(len(text) / ratio)))
+        if tokens == TURN_MAX_TOKENS:
+            text = text[: int(TURN_MAX_TOKENS * ratio)]
+        if role == "assistant":
+            said.append(text)
+        messages.append({"role": role, "content": text, "tokens": tokens,
+                         "stop": "limit" if tokens == TURN_MAX_TOKENS else "eos"})
+        total += tokens
+        role = "user" if role == "assistant" else "assistant"
+    return messages
+
+
+def write_run(folder: Path, conversations: list[list[dict]], config: dict) -> None:
+    """The conversations as parrot.sh leaves them: .log/.jsonl pairs, config.json, manifest.json."""
+    prefixes = {"assistant": config["agent_prefix"], "user": config["user_prefix"]}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "manifest.json").write_text(json.dumps({"conversations": len(conversations)}))
+    for number, messages in enumerate(conversations):
+        log = RunLog(folder, stem=f"parrot_20261122_101500_{number:09d}")
+        role_info = {"engine": "llama-server", "model": "smollm2-135m"}
+        log.header({"config": config, "agent_prefix": prefixes["assistant"], "user_prefix": prefixes["user"],
+                    "assistant": role_info, "user": role_info})
+        records, total = [], 0
+        for index, m in enumerate(messages):
+            prefix = prefixes[m["role"]]
+            if m["role"] == "assistant":
+                log.marker(total)
+            record = {"index": index, "role": m["role"], "text": f"{prefix} {m['content']}", "prefix": prefix,
+                      "generated": m["content"], "tokens_before": total, "source": "model",
+                      "tokens": m["tokens"], "stop": m["stop"]}
+            records.append(record)
+            log.message(record)
+            total += m["tokens"]
+        log.close({"end_reason": "total_tokens", "complete": True, "total_tokens": total,
+                   "turns": len(records), "malformed_stream_lines": 0},
+                  closing_text(records, config, "smollm2-135m", "smollm2-135m", total))
+
+
+def best_of(repeats: int, func, *args):
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = func(*args)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--conversations", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=16000, help="tokens per conversation (estimated)")
+    parser.add_argument("--subset", type=int, default=10, help="conversations timed with the straightforward miner")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "analyze.json"))
+    parser.add_argument("--keep", help="build the folder here and keep it")
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    pool, ratio = real_turns()
+    config = dict(pool["config"], conversation=[], turn_max_tokens=TURN_MAX_TOKENS, total_tokens=args.tokens)
+    loopiness = [0.9 * i / max(1, args.conversations - 1) for i in range(args.conversations)]
+    conversations = [build_conversation(rng, pool, ratio, args.tokens, p) for p in loopiness]
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_analyze_"))
+    folder = work / "parrot_20261122_101500"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    write_run(folder, conversations, config)
+    print(f"run folder: {folder} ({args.conversations} conversations, "
+          f"{sum(m['tokens'] for c in conversations for m in c) / len(conversations):.0f} tokens each on average)")
+
+    # The classic mining on the assistant text of each conversation.
+    texts = []
+    for path in sorted(folder.glob("*.jsonl")):
+        conv = read_log(path)
+        texts.append(classic.assistant_lines(conv.classic_lines, conv.agent_prefix)[0])
+    words = [len(t.split(" ")) for t in texts]
+    classic.mine_fast("warm up warm up warm up warm up warm up")  # numpy's first-call costs
+    step = max(1, len(texts) // args.subset)
+    subset = list(range(0, len(texts), step))[: args.subset]
+    reference_s, fast_on_subset_s, agree = [], [], True
+    for i in subset:
+        ref_time, ref = best_of(2, classic.mine_reference, texts[i])
+        fast_time, fast = best_of(5, classic.mine_fast, texts[i])
+        agree = agree and ref == fast
+        reference_s.append(ref_time)
+        fast_on_subset_s.append(fast_time)
+        print(f"  conversation {i:3d}: {words[i]:5d} words, straightforward {ref_time * 1000:7.1f} ms, "
+              f"fast {fast_time * 1000:6.2f} ms, x{ref_time / fast_time:5.1f}")
+    fast_all_s = [best_of(3, classic.mine_fast, t)[0] for t in texts]
+    speedup = sum(reference_s) / sum(fast_on_subset_s)
+    print(f"classic on the subset of {len(subset)}: straightforward {sum(reference_s):.3f} s, "
+          f"fast {sum(fast_on_subset_s):.4f} s: x{speedup:.1f}, identical results: {agree}")
+    print(f"classic fast on all {len(texts)}: {sum(fast_all_s):.3f} s "
+          f"(straightforward extrapolated from the subset: {np.mean(reference_s) * len(texts):.1f} s)")
+
+    # The whole analysis of the folder: reading, classic, detectors, metrics.
+    cores = os.cpu_count() or 1
+    one_s, one = best_of(2, analysis.analyze_folder, folder, 1)
+    all_s, many = best_of(2, analysis.analyze_folder, folder, cores)
+    print(f"analyze_folder: 1 process {one_s:.2f} s, {cores} processes {all_s:.2f} s "
+          f"(x{one_s / all_s:.2f}), same result: {one == many}")
+    start = time.perf_counter()
+    for path in sorted(folder.glob("*.jsonl"))[:10]:
+        analysis.analyze_conversation(read_log(path))
+    per_conversation = (time.perf_counter() - start) / 10
+
+    results = {
+        "what": "classic loop mining, straightforward vs fast; analyze_folder with 1 vs all cores",
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "numpy": np.__version__, "cores": cores, "load_average_at_start": os.getloadavg()},
+        "folder": {"conversations": len(texts), "tokens_per_conversation_mean":
+                   round(sum(m["tokens"] for c in conversations for m in c) / len(conversations)),
+                   "tokens_note": f"estimated at the real logs' {ratio:.2f} characters per token",
+                   "assistant_words_mean": round(float(np.mean(words))), "source": "real SmolLM2-135M turns "
+                   "from tests/fixtures/testdata, recombined (whole turns, real sentences, repeats)",
+                   "loop_density_mean": round(float(np.mean([c["loop_density"] for c in one["conversations"]])), 4)},
+        "classic": {
+            "subset": len(subset),
+            "straightforward_s_per_conversation": round(float(np.mean(reference_s)), 5),
+            "fast_s_per_conversation_on_subset": round(float(np.mean(fast_on_subset_s)), 6),
+            "speedup_on_subset": round(speedup, 1),
+            "identical_results_on_subset": agree,
+            "fast_s_all": round(sum(fast_all_s), 4),
+            "fast_s_per_conversation_all": round(float(np.mean(fast_all_s)), 6),
+            "straightforward_s_all_extrapolated": round(float(np.mean(reference_s)) * len(texts), 2),
+            "timing": "best of 2 (straightforward) / 5 and 3 (fast) runs per conversation",
+        },
+        "analyze_folder": {
+            "one_process_s": round(one_s, 3), "all_cores_s": round(all_s, 3), "cores": cores,
+            "speedup": round(one_s / all_s, 2), "same_result": one == many,
+            "per_conversation_s": round(per_conversation, 4), "timing": "best of 2 runs",
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

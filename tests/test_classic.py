@@ -1,0 +1,181 @@
+"""The classic loop score: the original's figures exactly, and fast == reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from broken_record import classic
+from broken_record.classic import (
+    assistant_lines,
+    classic_from_lines,
+    extensions,
+    lines_after_done,
+    mine_fast,
+    mine_reference,
+)
+
+TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
+EXPECTED = json.loads((TESTDATA / "expected_classic.json").read_text())
+MINERS = [mine_reference, mine_fast]
+
+
+def _figures(name: str, miner):
+    text = (TESTDATA / name).read_text(encoding="utf-8")
+    lines = lines_after_done(text)
+    config = json.loads(lines[lines.index("Full Config:") + 1])
+    return classic_from_lines(lines, config["agent_prefix"], miner=miner)
+
+
+@pytest.mark.parametrize("miner", MINERS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_matches_the_original_exactly(name, miner):
+    expected = EXPECTED[name]
+    got = _figures(name, miner)
+    assert got.character_count == expected["character_count"]
+    assert got.loop_score == expected["loop_score"]
+    assert got.loop_density == expected["loop_density"]  # float equality, on purpose
+    assert got.avg_response_length == expected["avg_response_length"]
+    assert got.response_lengths == expected["response_lengths"]
+    assert [list(s) for s in got.top_segments(20)] == expected["top_segments"]
+
+
+def test_every_test_vector_is_covered():
+    logs = {p.name for p in TESTDATA.glob("*.log")}
+    assert logs == set(EXPECTED)
+
+
+def test_assistant_text_quirks():
+    lines = ["Nova:   Hello  there ", "Mark: hi", "Nova:", "  Nova: indented", "Nova:x", "Full Config:"]
+    text, lengths = assistant_lines(lines, "Nova:")
+    # An empty line adds the placeholder but nothing to the lengths; an
+    # indented line does not start with the prefix, so it is not counted.
+    assert text == "Hello  there [empty] x"
+    assert lengths == [12, 0, 1]
+
+
+def test_prefix_with_trailing_space_survives_on_a_bare_line():
+    # The original strips before removing the prefix: "Nova: " no longer matches "Nova:".
+    text, lengths = assistant_lines(["Nova: ", "Nova: hi"], "Nova: ")
+    assert text == "Nova: hi"
+    assert lengths == [5, 2]
+
+
+def test_lines_after_done():
+    assert lines_after_done("a\n--- DONE ---\nb\nc") == ["b", "c"]
+    assert lines_after_done("no marker") is None
+
+
+@pytest.mark.parametrize("miner", MINERS, ids=lambda m: m.__name__)
+def test_doubled_spaces_make_empty_words(miner):
+    # "a  b" splits into ["a", "", "b"]: the empty word is part of windows.
+    text = "p q r s t  p q r s t  z"
+    mined, rest = miner(text)
+    assert mined == [("p q r s t ", 2)]
+    assert rest == "  z"
+
+
+@pytest.mark.parametrize("miner", MINERS, ids=lambda m: m.__name__)
+def test_removal_reaches_inside_words(miner):
+    # The window "a b c d e" repeats as words, and str.replace also removes it
+    # from inside "xa b c d ey": the count stays the window count (2).
+    text = "a b c d e q a b c d e r xa b c d ey"
+    mined, rest = miner(text)
+    assert mined == [("a b c d e", 2)]
+    assert rest == " q  r xy"
+
+
+@pytest.mark.parametrize("miner", MINERS, ids=lambda m: m.__name__)
+def test_ties_go_to_the_first_occurrence_and_counts_merge_per_n(miner):
+    text = "k l m n o z k l m n o y f g h i j w f g h i j"
+    mined, _ = miner(text)
+    assert [s for s, _ in mined] == ["k l m n o", "f g h i j"]
+
+
+@pytest.mark.parametrize("miner", MINERS, ids=lambda m: m.__name__)
+def test_overlapping_repeats_count_every_window(miner):
+    # Seven of one word: two overlapping 6-windows both count, but
+    # str.replace removes only the first (the second overlaps it).
+    mined, rest = miner("a a a a a a a")
+    assert mined == [("a a a a a a", 2)]
+    assert rest == " a"
+
+
+@pytest.mark.parametrize("miner", MINERS, ids=lambda m: m.__name__)
+def test_no_text(miner):
+    assert miner("") == ([], "")
+    assert miner("one two three") == ([], "one two three")
+
+
+def test_density_of_nothing_is_zero():
+    result = classic_from_lines([], "Nova:")
+    assert (result.character_count, result.loop_score, result.loop_density) == (0, 0, 0.0)
+    assert result.avg_response_length == 0.0
+
+
+def test_extensions_list_longer_segments():
+    segments = [("a b", 3), ("a b c", 2), ("x", 2), ("a b c d", 1)]
+    assert extensions(segments, k=2) == [
+        ("a b", 3, [("a b c", 2), ("a b c d", 1)]),
+        ("a b c", 2, [("a b c d", 1)]),
+    ]
+
+
+# --- fast == reference on random texts ---------------------------------------------
+
+WORDS = ["a", "b", "ab", "ba", "the", "cat", "sat", "mat", "mattress", "so", "glad", "", "I'm", "well."]
+phrase = st.lists(st.sampled_from(WORDS), min_size=1, max_size=9)
+
+
+@st.composite
+def texts(draw):
+    """Texts built from a few phrases repeated, overlapping, with empty words."""
+    phrases = draw(st.lists(phrase, min_size=1, max_size=5))
+    pieces = draw(st.lists(st.tuples(st.integers(0, len(phrases) - 1), st.integers(1, 6)), min_size=1, max_size=12))
+    words: list[str] = []
+    for which, times in pieces:
+        for _ in range(times):
+            words.extend(phrases[which])
+        words.extend(draw(st.lists(st.sampled_from(WORDS), max_size=3)))
+    return " ".join(words)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts())
+def test_fast_equals_reference_on_random_texts(text):
+    assert mine_fast(text) == mine_reference(text)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts(), st.integers(2, 6), st.integers(1, 12))
+def test_fast_equals_reference_at_other_window_sizes(text, n_min, extra):
+    n_max = n_min + extra
+    assert mine_fast(text, n_max, n_min) == mine_reference(text, n_max, n_min)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts())
+def test_fast_survives_hash_collisions(text):
+    # With word keys that collide on purpose (the word's length), windows of
+    # different words share hashes all the time: the checks must catch it.
+    original = classic._word_keys
+    try:
+        classic._word_keys = lambda words: original([str(len(w)) for w in words])
+        assert mine_fast(text) == mine_reference(text)
+        assert mine_fast(text, 10, 2) == mine_reference(text, 10, 2)
+    finally:
+        classic._word_keys = original
+
+
+def test_fast_equals_reference_on_real_turns_recombined():
+    # Real SmolLM2 turns from the test vectors, repeated and interleaved.
+    turns = []
+    for name in ("parrot_cold_1.log", "parrot_norep_1.log", "parrot_orig_1.log", "parrot_hot_1.log"):
+        text, _ = assistant_lines(lines_after_done((TESTDATA / name).read_text()), "Skye:")
+        turns.append(text)
+    text = " ".join([turns[1], turns[2], turns[1], turns[3], turns[2], turns[0]])
+    assert mine_fast(text) == mine_reference(text)

@@ -1,0 +1,106 @@
+"""Config validation: every problem reported at once, with the file and key."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from broken_record.config import load_config, parse_config, template_from_tokenizer
+from broken_record.errors import ConfigError
+
+from conftest import ROOT
+
+BASE = json.loads((ROOT / "config.json").read_text())
+
+
+def problems(raw):
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, "c.json")
+    return err.value.problems
+
+
+def test_shipped_config_loads_on_the_embedded_default():
+    cfg = load_config(ROOT / "config.json")
+    assert cfg.assistant.api_urls == [] and cfg.user.api_urls == []
+    assert cfg.agent_prefix == "Juno:" and cfg.user_prefix == "Theo:"
+    roles = [m["role"] for m in cfg.conversation]
+    assert roles == ["system", "assistant", "user"]
+    assert cfg.user.sampler == cfg.assistant.sampler       # user_sampler defaults to sampler
+    assert cfg.assistant.template == "chatml"              # from the original `tokenizer` key
+
+
+def test_every_problem_is_reported_together():
+    raw = {**BASE, "user_memory": 0, "temprature": 1, "total_tokens": "many",
+           "turn_max_tokens": 300, "api_url": "localhost:8080", "engine": "ollama",
+           "sampler": {"temperature": -1, "top_q": 2}}
+    del raw["agent_prefix"]
+    found = problems(raw)
+    joined = "\n".join(found)
+    for expected in ("unknown key 'temprature'", "agent_prefix: missing", "user_memory: must be at least 1",
+                     "total_tokens: must be an integer", "api_url: \"localhost:8080\" is not an http",
+                     "engine: must be one of", "sampler.temperature: must not be negative",
+                     "sampler.top_q: unknown sampler setting"):
+        assert expected in joined, expected
+    assert len(found) == 8
+
+
+def test_turn_limit_larger_than_total():
+    assert problems({**BASE, "turn_max_tokens": 500, "total_tokens": 100}) == [
+        "turn_max_tokens: 500 is larger than total_tokens (100)"]
+
+
+def test_bad_conversation_message():
+    found = problems({**BASE, "conversation": [{"role": "narrator", "content": "x"}, "hi"]})
+    assert found == ['conversation[0]: must be {"role": system|user|assistant, "content": string}',
+                     'conversation[1]: must be {"role": system|user|assistant, "content": string}']
+
+
+def test_missing_model_file():
+    assert problems({**BASE, "model": "/nowhere/m.gguf"}) == ["model: GGUF file not found: /nowhere/m.gguf"]
+
+
+def test_sampler_aliases_and_user_sampler():
+    cfg = parse_config({**BASE, "sampler": {"rep_pen": 1.2, "typical": 0.9},
+                        "user_sampler": {"repetition_penalty": 1.0}, "seed": 5})
+    assert cfg.assistant.sampler == {"repeat_penalty": 1.2, "typical_p": 0.9, "seed": 5}
+    assert cfg.user.sampler == {"repeat_penalty": 1.0, "seed": 5}
+
+
+def test_server_lists_and_user_servers():
+    cfg = parse_config({**BASE, "api_url": ["http://a:1", "http://b:2/"],
+                        "user_api_url": "http://c:3"})
+    assert cfg.assistant.api_urls == ["http://a:1", "http://b:2"]
+    assert cfg.user.api_urls == ["http://c:3"]
+
+
+@pytest.mark.parametrize("name, template", [
+    ("HuggingFaceTB/SmolLM2-135M-Instruct", "chatml"), ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"),
+    ("google/gemma-2-2b-it", "gemma"), ("mistralai/Mistral-7B-Instruct-v0.2", "mistral"),
+    ("some/unknown-model", "server"), (None, None)])
+def test_tokenizer_key_selects_a_template(name, template):
+    assert template_from_tokenizer(name) == template
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("{", "not valid JSON at line 1"),
+    ("[]", "the top level must be a JSON object"),
+    ('{"conversation": [], "agent_prefix": "A:", "user_memory": -2}', "user_memory: must be at least 1"),
+])
+def test_cli_reports_bad_config_in_one_line_each_exit_2(tmp_path, content, expected):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    r = subprocess.run([sys.executable, str(ROOT / "parrot.py"), str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    assert expected in r.stderr
+    assert "Traceback" not in r.stderr
+    assert all(line.startswith(f"parrot.py: {path}: ") or line.startswith(f"{path}: ")
+               for line in r.stderr.strip().splitlines())
+
+
+def test_cli_missing_config_file(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "parrot.py"), str(tmp_path / "none.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "none.json: file not found" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,216 @@
+"""The ten loop and break types: a case where each is present and one where it is absent.
+
+Cases come from the real SmolLM2 conversations in fixtures/testdata
+(parrot_cold loops hard, parrot_hot runs into word soup without looping,
+parrot_orig drifts) or, for rare breaks, are crafted from their real turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from broken_record import detectors as d
+from broken_record.logs import read_log
+
+TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
+
+
+def replies(name: str) -> list[d.Reply]:
+    return d.replies_from_turns(read_log(TESTDATA / name).assistant_turns)
+
+
+def limit(name: str) -> int | None:
+    return read_log(TESTDATA / name).turn_max_tokens
+
+
+COLD, HOT, ORIG, NOREP = (replies(f"parrot_{k}_1.log") for k in ("cold", "hot", "orig", "norep"))
+REAL = {"cold": COLD, "hot": HOT, "orig": ORIG, "norep": NOREP}
+
+
+def crafted(texts: list[str], **fields) -> list[d.Reply]:
+    """Generated replies with the given texts (the first is the config's opening line)."""
+    out = [d.Reply(text=ORIG[0].text, raw=ORIG[0].raw, generated=False)]
+    return out + [d.Reply(text=t, raw=t, **fields) for t in texts]
+
+
+def check_entry(entry: dict) -> None:
+    assert set(entry) >= {"present", "turns", "severity"}
+    assert isinstance(entry["present"], bool)
+    assert 0.0 <= entry["severity"] <= 1.0
+    assert entry["turns"] == sorted(entry["turns"])
+    assert bool(entry["turns"]) == entry["present"]
+
+
+# --- loops ------------------------------------------------------------------------
+
+
+def test_single_turn_loop():
+    present = d.single_turn_loop(COLD)
+    check_entry(present)
+    assert present["present"] and present["turns"] == [2, 3, 4]
+    for name in ("hot", "orig"):
+        assert not d.single_turn_loop(REAL[name])["present"], name
+
+
+def test_multi_turn_loop():
+    # Two real turns taking turns: A B A B A B is a period-2 cycle.
+    a, b = ORIG[6].text, ORIG[7].text
+    entry = d.multi_turn_loop(crafted([ORIG[1].text, a, b, a, b, a, b]))
+    check_entry(entry)
+    assert entry["present"] and entry["cycles"][0]["period"] == 2
+    assert entry["turns"] == [2, 3, 4, 5, 6, 7]
+    # parrot_cold repeats one turn (period 1): a single-turn loop, not a multi-turn one.
+    for name in ("cold", "hot", "orig"):
+        assert not d.multi_turn_loop(REAL[name])["present"], name
+
+
+def test_multi_turn_loop_needs_two_cycles():
+    a, b, c = ORIG[5].text, ORIG[6].text, ORIG[7].text
+    assert not d.multi_turn_loop(crafted([a, b, a, c]))["present"]
+
+
+def test_intra_turn_repetition():
+    entry = d.intra_turn_repetition(COLD)
+    check_entry(entry)
+    assert entry["present"] and entry["turns"] == [1, 2, 3, 4]
+    assert d.intra_turn_repetition(replies("quirks_intra.log"))["present"]
+    for name in ("hot",):
+        assert not d.intra_turn_repetition(REAL[name])["present"]
+    assert not d.intra_turn_repetition(replies("quirks_clean.log"))["present"]
+
+
+def test_intra_turn_repetition_of_a_character_run():
+    entry = d.intra_turn_repetition(crafted([ORIG[1].text + " hahahahahahahahahahahaha!"]))
+    assert entry["present"] and entry["turns"] == [1]
+
+
+def test_prefix_repetition():
+    entry = d.prefix_repetition(COLD)
+    check_entry(entry)
+    assert entry["present"] and entry["prefix"] == "\" i'm so"
+    for name in ("hot", "orig"):
+        assert not d.prefix_repetition(REAL[name])["present"], name
+
+
+def test_prefix_repetition_reports_a_growing_prefix():
+    words = ORIG[4].text.split()
+    grown = [" ".join(words[:k] + ORIG[i].text.split()) for k, i in ((3, 1), (4, 2), (6, 3), (9, 5), (12, 6))]
+    entry = d.prefix_repetition(crafted(grown))
+    assert entry["present"] and entry["growing"]
+
+
+def test_semantic_repetition():
+    # parrot_cold's first generated turn says what the later ones say, in other words.
+    entry = d.semantic_repetition(COLD)
+    check_entry(entry)
+    assert entry["present"]
+    assert {"turns": [1, 2], "cosine": pytest.approx(0.62, abs=0.05), "verbatim": pytest.approx(0.2, abs=0.05)} \
+        in entry["pairs"]
+    for name in ("hot", "orig"):
+        assert not d.semantic_repetition(REAL[name])["present"], name
+
+
+def test_semantic_repetition_ignores_verbatim_repeats():
+    # Identical turns are a verbatim loop, not a paraphrase.
+    same = ORIG[6].text
+    entry = d.semantic_repetition(crafted([same, same, same, same]))
+    assert not entry["present"]
+
+
+def test_tfidf_cosine():
+    cos = d.tfidf_cosines(["the cat sat on the mat", "the cat sat on the mat", "volcano engines hum"])
+    assert cos[(1, 0)] == pytest.approx(1.0)
+    assert cos[(2, 0)] == pytest.approx(0.0, abs=1e-9)
+
+
+# --- breaks -----------------------------------------------------------------------
+
+
+def test_word_soup_from_the_token_counts_of_a_text_log():
+    entry = d.word_soup(HOT, limit("parrot_hot_1.log"))
+    check_entry(entry)
+    assert entry["present"] and entry["turns"] == [1, 2, 4, 5]
+    # parrot_norep stops on its own; parrot_cold runs to the limit but loops: not soup.
+    assert not d.word_soup(NOREP, 256)["present"]
+    cold = d.word_soup(COLD, 256)
+    assert not cold["present"] and cold["limit_turns"] == [1, 2, 3, 4]
+
+
+def test_word_soup_from_a_stop_reason():
+    soup = [replace(r, stop="limit" if r.generated else None, tokens=None) for r in HOT]
+    assert d.word_soup(soup)["present"]
+    calm = [replace(r, stop="eos" if r.generated else None, tokens=None) for r in HOT]
+    assert not d.word_soup(calm)["present"]
+
+
+def test_word_soup_from_the_text_alone():
+    blind = [replace(r, stop=None, tokens=None) for r in HOT]
+    assert d.word_soup(blind)["present"]
+    assert not d.word_soup([replace(r, stop=None, tokens=None) for r in ORIG])["present"]
+
+
+def test_nothing_to_say():
+    entry = d.nothing_to_say(replies("quirks_overlap.log"))
+    check_entry(entry)
+    assert entry["present"] and entry["turns"] == [1]
+    assert d.nothing_to_say(crafted([ORIG[1].text, "...", ORIG[2].text, "*"]))["turns"] == [2, 4]
+    for name in ("cold", "hot", "orig"):
+        assert not d.nothing_to_say(REAL[name])["present"], name
+
+
+def test_apostrophe_break():
+    cut = ORIG[1].text[: ORIG[1].text.index("it's") + 3]  # '(laughs) "Thanks, it'
+    garbled = ORIG[3].text.replace("that's", "that' s")
+    entry = d.apostrophe_break(crafted([cut, ORIG[2].text, garbled]))
+    check_entry(entry)
+    assert entry["present"] and entry["cut_off"] == [1] and entry["garbled"] == [3]
+    for name in ("cold", "hot", "orig", "norep"):
+        assert not d.apostrophe_break(REAL[name])["present"], name
+
+
+def test_leading_whitespace():
+    grown = [d.Reply(text=r.text, raw=" " * (2 * k) + r.text) for k, r in enumerate(ORIG[1:6], start=1)]
+    entry = d.leading_whitespace([ORIG[0]] + grown)
+    check_entry(entry)
+    assert entry["present"] and entry["growing"] and entry["turns"] == [1, 2, 3, 4, 5]
+    for name in ("cold", "hot", "orig", "norep"):
+        assert not d.leading_whitespace(REAL[name])["present"], name
+
+
+def test_leading_whitespace_is_read_from_a_text_log(tmp_path):
+    text = (TESTDATA / "quirks_clean.log").read_text()
+    text = text.replace("Nova: I brought", "Nova:    I brought").replace("Nova: Shall", "Nova:         Shall")
+    path = tmp_path / "spaces.log"
+    path.write_text(text)
+    entry = d.leading_whitespace(d.replies_from_turns(read_log(path).assistant_turns))
+    assert entry["present"] and entry["whitespace"] == {"1": 3, "2": 8}
+
+
+def test_rejection():
+    refusal = ORIG[4].text + " As an AI language model, I cannot continue this role-play."
+    entry = d.rejection(crafted([ORIG[1].text, refusal, "I'm sorry, but I can't help with that."]))
+    check_entry(entry)
+    assert entry["present"] and entry["turns"] == [2, 3]
+    for name in ("cold", "hot", "orig", "norep"):
+        assert not d.rejection(REAL[name])["present"], name
+
+
+# --- together -----------------------------------------------------------------------
+
+
+def test_detect_and_loop_onset():
+    loops, breaks, onset = d.detect(COLD, 256)
+    assert set(loops) == set(d.LOOP_TYPES) and set(breaks) == set(d.BREAK_TYPES)
+    for entry in (*loops.values(), *breaks.values()):
+        check_entry(entry)
+    assert onset == 1  # the first generated turn already repeats itself
+    _, _, onset = d.detect(HOT, 256)
+    assert onset is None
+
+
+def test_config_turns_are_never_flagged_as_breaks():
+    quiet = [d.Reply(text="", raw="", generated=False)] + [d.Reply(text=ORIG[1].text, raw=ORIG[1].raw)]
+    assert not d.nothing_to_say(quiet)["present"]

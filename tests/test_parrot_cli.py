@@ -1,0 +1,92 @@
+"""parrot.py as a user runs it: the embedded default, pipes, signals, bad servers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT
+from test_server import pids_of_llama_servers
+
+PARROT = [sys.executable, str(ROOT / "parrot.py")]
+
+
+def write_config(tmp_path, **overrides):
+    raw = json.loads((ROOT / "config.json").read_text())
+    raw.update(overrides)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def messages(folder):
+    (jsonl,) = folder.glob("*.jsonl")
+    return [json.loads(line) for line in jsonl.open()]
+
+
+def test_embedded_default_with_a_fixed_seed_is_reproducible(tmp_path):
+    """Two runs on fresh embedded servers with the same seed: the same conversation.
+    Also: stdout is the original text layout, identical to the .log file."""
+    cfg = write_config(tmp_path, total_tokens=160, turn_max_tokens=40, seed=7)
+    before = pids_of_llama_servers()
+    texts = []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        r = subprocess.run(PARROT + [str(cfg), "--out", str(out), "--name", "conv"],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == (out / "conv.log").read_text()
+        texts.append([m["text"] for m in messages(out) if m["type"] == "message"])
+        footer = messages(out)[-1]
+        assert footer["complete"] and footer["total_tokens"] >= 160
+    assert texts[0] == texts[1] and len(texts[0]) >= 5
+    assert pids_of_llama_servers() <= before
+
+
+def test_unreachable_server_is_one_line_exit_2(tmp_path):
+    cfg = write_config(tmp_path, api_url="http://127.0.0.1:9")
+    r = subprocess.run(PARROT + [str(cfg), "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "parrot.py: assistant server http://127.0.0.1:9 is unreachable: start it, fix "
+        "api_url/user_api_url, or remove the key to use the embedded llama-server"]
+
+
+def test_sigint_keeps_the_turns_and_marks_interrupted(tmp_path, llama_server):
+    cfg = write_config(tmp_path, api_url=llama_server.url, total_tokens=4000, turn_max_tokens=64)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(PARROT + [str(cfg), "--out", str(out), "--name", "c"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        path = out / "c.jsonl"
+        if path.exists() and sum(1 for line in path.open() if '"source": "model"' in line) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    records = messages(out)
+    assert records[-1]["type"] == "footer" and records[-1]["end_reason"] == "interrupted"
+    assert sum(1 for r in records if r.get("source") == "model") >= 3
+    log = (out / "c.log").read_text()
+    assert "--- DONE ---" in log and log.rstrip().endswith("turns ---")
+
+
+def test_human_plays_the_user(tmp_path, llama_server):
+    cfg = write_config(tmp_path, api_url=llama_server.url, total_tokens=200, turn_max_tokens=30)
+    out = tmp_path / "h"
+    # first user turn typed, second left empty (the user model speaks), then typed again
+    lines = "I brought you a tiny radio.\n\nIt plays only love songs.\n" + "\n" * 20
+    r = subprocess.run(PARROT + [str(cfg), "--out", str(out), "--name", "h", "--human"],
+                       input=lines, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "TERM": "dumb"})
+    assert r.returncode == 0, r.stderr
+    users = [m for m in messages(out) if m.get("role") == "user" and m["source"] != "config"]
+    assert users[0]["source"] == "human" and users[0]["text"] == "Theo: I brought you a tiny radio."
+    assert users[1]["source"] == "model"
+    assert users[2]["source"] == "human" and users[2]["text"] == "Theo: It plays only love songs."
