@@ -148,19 +148,11 @@ class _Scratch:
             cls.inverses = np.cumprod(steps, dtype=np.uint64)
             cls.arange = np.arange(size, dtype=np.intp)
 
-    single = np.zeros(1, dtype=np.uint64)
-
     @classmethod
     def buckets(cls, size: int) -> np.ndarray:
         if len(cls.table) < size:
             cls.table = np.zeros(size, dtype=np.intp)
         return cls.table
-
-    @classmethod
-    def singles(cls, size: int) -> np.ndarray:
-        if len(cls.single) < size:
-            cls.single = np.zeros(size, dtype=np.uint64)
-        return cls.single
 
 
 def _word_keys(words: list[str]) -> np.ndarray:
@@ -172,6 +164,34 @@ def _bucket_index(h: np.ndarray) -> tuple[np.ndarray, int]:
     """Top bits of each hash: a table about 8 times the number of hashes."""
     bits = max(10, (8 * len(h)).bit_length())
     return (h >> np.uint64(64 - bits)).astype(np.intp), 1 << bits
+
+
+def _any_duplicate(h: np.ndarray) -> bool:
+    """Do two of these hashes agree? Exact, and without sorting them all.
+
+    Each hash goes to a bucket; each member of a bucket is compared with the
+    one member the bucket kept. That settles every bucket of one or two;
+    only buckets of three or more are sorted.
+    """
+    m = len(h)
+    if m < 2:
+        return False
+    idx, size = _bucket_index(h)
+    counts = np.bincount(idx, minlength=size)
+    top = counts.max()
+    if top < 2:
+        return False
+    table = _Scratch.buckets(size)
+    positions = _Scratch.arange[:m]
+    table[idx] = positions  # one member per bucket
+    other = table[idx]
+    if ((h[other] == h) & (other != positions)).any():
+        return True
+    if top == 2:
+        return False
+    crowded = h[(counts[idx] > 2).nonzero()[0]]
+    crowded.sort()
+    return bool((crowded[1:] == crowded[:-1]).any())
 
 
 class _Words:
@@ -206,24 +226,7 @@ class _Words:
 
     def has_repeat(self, n: int) -> bool:
         """False: no n-window repeats. True: one repeats (or, very rarely, two hashes collide)."""
-        h = self.hashes(n)
-        m = len(h)
-        if m < 2:
-            return False
-        idx, size = _bucket_index(h)
-        counts = np.bincount(idx, minlength=size)
-        top = counts.max()
-        if top < 2:
-            return False
-        table = _Scratch.buckets(size)
-        table[idx] = _Scratch.arange[:m]  # one member per bucket
-        other = table[idx]
-        if np.any((h[other] == h) & (other != _Scratch.arange[:m])):
-            return True
-        if top == 2:  # every pair was compared with each other
-            return False
-        crowded = np.sort(h[np.flatnonzero(counts[idx] > 2)])
-        return bool(np.any(crowded[1:] == crowded[:-1]))
+        return _any_duplicate(self.hashes(n))
 
     def next_level(self, upper: int, lower: int) -> int:
         """The largest n in [lower, upper] whose windows may repeat, else lower - 1.
@@ -233,23 +236,24 @@ class _Words:
         such positions; only the starts of long enough runs are checked.
         """
         short = self.hashes(lower)
-        if len(short) < 2:
+        m = len(short)
+        if m < 2:
             return lower - 1
         idx, size = _bucket_index(short)
         maybe = np.bincount(idx, minlength=size)[idx] > 1  # a superset of the repeated ones
-        gaps = np.flatnonzero(~maybe)
-        if len(gaps) == len(short):
+        if not maybe.any():
             return lower - 1
-        gaps = np.append(gaps, len(short))
-        run = gaps[np.searchsorted(gaps, _Scratch.arange[:len(short)])] - _Scratch.arange[:len(short)]
+        # For each position, how many positions from it on are in the run.
+        positions = _Scratch.arange[:m]
+        next_gap = np.where(maybe, m, positions)[::-1]
+        run = np.minimum.accumulate(next_gap)[::-1] - positions
         upper = min(upper, int(run.max()) + lower - 1)
 
         def repeats(n: int) -> bool:
-            starts = np.flatnonzero(run >= n - lower + 1)
+            starts = (run >= n - lower + 1).nonzero()[0]
             if len(starts) < 2:
                 return False
-            h = np.sort((self.prefix[starts + n] - self.prefix[starts]) * _Scratch.inverses[starts])
-            return bool(np.any(h[1:] == h[:-1]))
+            return _any_duplicate((self.prefix[starts + n] - self.prefix[starts]) * _Scratch.inverses[starts])
 
         if upper < lower:
             return lower - 1
@@ -275,59 +279,43 @@ class _Words:
                 hi = mid - 1
         return lo
 
-    def groups(self, n: int) -> tuple[list[tuple[int, int, list[int]]], "_Table | None"]:
-        """Every repeated n-window, best first (count down, then first position), and the hash table.
+    def winner(self, n: int) -> tuple[str, int, bool] | None:
+        """The reference step's choice: (window, count, it was the only repeated one), or None.
 
-        Each group is ``(count, first position, member positions)``. Groups
-        are found by sorting only the windows whose table bucket is shared.
+        Only windows whose table bucket is shared can repeat; those few are
+        sorted by hash into groups.
         """
         h = self.hashes(n)
         m = len(h)
         if m < 2:
-            return [], None
+            return None
         idx, size = _bucket_index(h)
-        counts = np.bincount(idx, minlength=size)
-        single = _Scratch.singles(size)
-        single[idx] = h  # exact for a bucket of one window
-        table = _Table(64 - size.bit_length() + 1, counts, single)
-        shared = np.flatnonzero(counts[idx] > 1)  # ascending positions
+        shared = (np.bincount(idx, minlength=size)[idx] > 1).nonzero()[0]  # ascending positions
         if len(shared) < 2:
-            return [], table
+            return None
         sub = h[shared]
-        order = np.argsort(sub, kind="stable")  # stable: each group's first member comes first
+        order = sub.argsort(kind="stable")  # stable: each group's first member comes first
         ordered = shared[order]
         sorted_h = sub[order]
-        table.shared = sorted_h
-        starts = np.flatnonzero(np.concatenate(([True], sorted_h[1:] != sorted_h[:-1])))
-        sizes = np.diff(np.append(starts, len(sorted_h)))
-        keep = sizes > 1
-        starts, sizes = starts[keep], sizes[keep]
-        if not len(starts):
-            return [], table
-        firsts = ordered[starts]
-        rank = np.lexsort((firsts, -sizes))
-        members = ordered.tolist()
-        return [(size_, start, members[start:start + size_]) for size_, start in
-                zip(sizes[rank].tolist(), starts[rank].tolist())], table
-
-    def replace_regions(self, regions, keys0: np.ndarray, lens0: np.ndarray) -> None:
-        """Rebuild the arrays: pass words ``a..b`` of each region become its new words."""
-        fresh = [w for _, _, new in regions for w in new]
-        fresh_keys = _word_keys(fresh)
-        fresh_lens = np.fromiter(map(len, fresh), dtype=np.int64, count=len(fresh))
-        key_parts, len_parts, previous, offset = [], [], 0, 0
-        for a, b, new in regions:
-            made = len(new)
-            key_parts += [keys0[previous:a], fresh_keys[offset:offset + made]]
-            len_parts += [lens0[previous:a], fresh_lens[offset:offset + made]]
-            previous, offset = b + 1, offset + made
-        key_parts.append(keys0[previous:])
-        len_parts.append(lens0[previous:])
-        self.keys = np.concatenate(key_parts)
-        self.lens = np.concatenate(len_parts)
-        self.starts = np.zeros(len(self.lens), dtype=np.int64)
-        np.cumsum(self.lens[:-1] + 1, out=self.starts[1:])
-        self._prefix()
+        change = sorted_h[1:] != sorted_h[:-1]
+        starts = np.concatenate(([0], change.nonzero()[0] + 1))
+        sizes = np.concatenate((starts[1:], [len(sorted_h)])) - starts
+        top = int(sizes.max())
+        if top < 2:
+            return None
+        tied = starts[sizes == top]
+        first = int(tied[ordered[tied].argmin()])
+        members = ordered[first:first + top]
+        ends = members + (n - 1)
+        left = self.starts[members].tolist()
+        right = (self.starts[ends] + self.lens[ends]).tolist()
+        text = self.text
+        segment = text[left[0]:right[0]]
+        if any(text[a:b] != segment for a, b in zip(left[1:], right[1:])):
+            # Two different windows share a hash: let the plain algorithm decide.
+            found = _reference_step(text, n)
+            return None if found is None else (found[0], found[1], False)
+        return segment, top, top == int(sizes[sizes > 1].sum())
 
     def delete(self, segment: str) -> None:
         """Remove every occurrence of ``segment``, as ``str.replace(segment, "")`` does."""
@@ -388,215 +376,6 @@ class _Words:
         self._prefix()
 
 
-class _Table:
-    """The window hashes of one pass, to spot a new window that repeats an old one."""
-
-    def __init__(self, shift: int, counts: np.ndarray, single: np.ndarray):
-        self.shift, self.counts, self.single = shift, counts, single
-        self.shared = np.empty(0, dtype=np.uint64)  # sorted hashes of the windows in shared buckets
-
-    def known(self, h: int) -> bool:
-        """Did some window of the pass have hash ``h``?"""
-        bucket = h >> self.shift
-        count = self.counts[bucket]
-        if not count:
-            return False
-        if count == 1:
-            return int(self.single[bucket]) == h
-        at = int(np.searchsorted(self.shared, np.uint64(h)))
-        return at < len(self.shared) and int(self.shared[at]) == h
-
-
-_MASK = (1 << 64) - 1
-_PY_POWERS = [1]
-_PY_INVERSES = [1]
-
-
-def _py_powers(count: int) -> None:
-    inverse = _inverse_mod_2_64(_BASE)
-    while len(_PY_POWERS) < count:
-        _PY_POWERS.append(_PY_POWERS[-1] * _BASE & _MASK)
-        _PY_INVERSES.append(_PY_INVERSES[-1] * inverse & _MASK)
-
-
-class _Batch:
-    """Removals at one window size, decided from one pass while that stays exact.
-
-    After the pass, the next group in the ranking is still the reference's
-    choice if none of its windows was touched by the removals so far and no
-    window created by them repeats anything. Such removals are applied to
-    the text at once and to the word arrays together at the end, which is
-    where the time goes otherwise. Windows created around a removal are
-    hashed here in plain Python (the same polynomial hash), so the removals
-    are kept far apart (n - 1 untouched words) and small.
-    """
-
-    MAX_WORK = 400  # created windows x window size allowed per removal, in Python
-
-    def __init__(self, words: _Words, n: int, table: _Table):
-        self.words, self.n, self.table = words, n, table
-        self.text0, self.starts0, self.lens0, self.keys0 = words.text, words.starts, words.lens, words.keys
-        self.regions: list[tuple[int, int, list[str]]] = []  # (first word, last word, new words), pass coords
-        self.points: list[int] = []  # where text was cut, in current offsets, ascending
-        self.shifts: list[int] = [0]  # characters cut before each point, cumulated
-        self.created: set[int] = set()
-        self.taken = 0
-
-    def _window(self, p: int) -> str:
-        q = p + self.n - 1
-        return self.text0[int(self.starts0[p]):int(self.starts0[q] + self.lens0[q])]
-
-    def _touched(self, position: int) -> bool:
-        end = position + self.n - 1
-        return any(a <= end and position <= b for a, b, _ in self.regions)
-
-    def take(self, count: int, members: list[int]) -> tuple[str | None, bool]:
-        """Remove this group if that is exact: ``(segment or None, keep going)``."""
-        n = self.n
-        if self.taken and any(self._touched(p) for p in members):
-            return None, False
-        segment = self._window(members[0])
-        if any(self._window(p) != segment for p in members[1:]):
-            return None, False  # a hash collision: the caller decides plainly
-        text, width = self.words.text, len(segment)
-        spans = []
-        at = text.find(segment)
-        while at >= 0:
-            spans.append(at)
-            at = text.find(segment, at + width)
-        plan = self._plan(spans, width)
-        if plan is None or len(spans) * (2 * n + 2) > self.MAX_WORK:
-            if self.taken:
-                return None, False
-            self.words.delete(segment)  # the first removal of the pass: apply it plainly
-            self.taken = 1
-            return segment, False
-        regions, cut_pass = plan
-        repeats = self._creates_repeat(regions)
-        self.regions.extend(regions)
-        self._cut(text, spans, width, cut_pass)
-        self.taken += 1
-        return segment, not repeats
-
-    def _plan(self, spans: list[int], width: int):
-        """The regions of pass words these spans re-split, or None if they come too close to others."""
-        import bisect
-
-        n, starts0, lens0, text0 = self.n, self.starts0, self.lens0, self.text0
-        passed = []
-        for at in spans:
-            k = bisect.bisect_right(self.points, at)
-            if k < len(self.points) and self.points[k] < at + width:
-                return None  # the span runs across an earlier cut
-            passed.append(at + self.shifts[k])
-        edges = np.array(passed + [p + width for p in passed])
-        found = (np.searchsorted(starts0, edges, side="right") - 1).tolist()
-        first, last = found[:len(spans)], found[len(spans):]
-        regions = []
-        for j, p in enumerate(passed):
-            a, b = first[j], last[j]
-            if regions and a <= regions[-1][1]:
-                a0, b0, cuts = regions[-1]
-                regions[-1] = (a0, max(b0, b), cuts + [p])
-            else:
-                regions.append((a, b, [p]))
-        taken = sorted([(a, b) for a, b, _ in self.regions] + [(a, b) for a, b, _ in regions])
-        if any(later[0] - earlier[1] < n for earlier, later in zip(taken, taken[1:])):
-            return None  # too close: created windows would reach into another region
-        out = []
-        for a, b, cuts in regions:
-            low, high = int(starts0[a]), int(starts0[b] + lens0[b])
-            parts, cursor = [], low
-            for p in cuts:
-                parts.append(text0[cursor:p])
-                cursor = p + width
-            parts.append(text0[cursor:high])
-            out.append((a, b, "".join(parts).split(" ")))
-        return out, passed
-
-    def _creates_repeat(self, regions) -> bool:
-        """Does a window around the new words repeat any window, old or new?"""
-        n, keys0 = self.n, self.keys0
-        total = len(keys0)
-        repeat = False
-        for a, b, new in regions:
-            left = keys0[max(0, a - n + 1):a].tolist()
-            right = keys0[b + 1:b + n].tolist()
-            local = left + [hash(w) & _MASK for w in new] + right
-            _py_powers(len(local) + 1)
-            prefix = [0]
-            for j, key in enumerate(local):
-                prefix.append((prefix[-1] + key * _PY_POWERS[j]) & _MASK)
-            first = max(0, len(left) - n + 1)
-            last = min(len(left) + len(new) - 1, len(local) - n)
-            for j in range(first, last + 1):
-                h = ((prefix[j + n] - prefix[j]) * _PY_INVERSES[j]) & _MASK
-                if h in self.created or self.table.known(h):
-                    repeat = True
-                self.created.add(h)
-        del total
-        return repeat
-
-    def _cut(self, text: str, spans: list[int], width: int, passed: list[int]) -> None:
-        """Apply the removal to the current text and remember where it cut."""
-        parts, cursor = [], 0
-        for at in spans:
-            parts.append(text[cursor:at])
-            cursor = at + width
-        parts.append(text[cursor:])
-        self.words.text = "".join(parts)
-        cuts = sorted([(p, width) for p in passed] + list(self._pass_cuts()))
-        self.points, self.shifts, removed = [], [0], 0
-        for p, w in cuts:
-            self.points.append(p - removed)
-            removed += w
-            self.shifts.append(removed)
-
-    def _pass_cuts(self):
-        """The cuts made so far, in pass offsets."""
-        previous = 0
-        for point, shift in zip(self.points, self.shifts[1:]):
-            yield point + previous, shift - previous
-            previous = shift
-
-    def finish(self) -> None:
-        """Bring the word arrays up to the text: one edit for all deferred removals."""
-        if not self.regions:
-            return
-        self.words.replace_regions(sorted(self.regions, key=lambda r: r[0]), self.keys0, self.lens0)
-
-
-def _mine_level(words: _Words, n: int) -> dict[str, int]:
-    """Every removal at window size n: segment -> count."""
-    per_n: dict[str, int] = {}
-    while True:
-        ranking, table = words.groups(n)
-        if not ranking:
-            return per_n
-        batch = _Batch(words, n, table)
-        exhausted = True
-        for count, _, members in ranking:
-            segment, keep_going = batch.take(count, members)
-            if segment is None:
-                exhausted = False
-                break
-            per_n[segment] = per_n.get(segment, 0) + count
-            if not keep_going:
-                exhausted = False
-                break
-        batch.finish()
-        if batch.taken == 0:
-            # The top group's windows differ though their hashes agree: decide plainly.
-            found = _reference_step(words.text, n)
-            if found is None:
-                return per_n
-            words.delete(found[0])
-            per_n[found[0]] = per_n.get(found[0], 0) + found[1]
-        elif exhausted:
-            # Every repeated window is gone and the removals created none.
-            return per_n
-
-
 def mine_fast(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[tuple[str, int]], str]:
     """Same result as ``mine_reference``, much faster."""
     mined: list[tuple[str, int]] = []
@@ -608,7 +387,21 @@ def mine_fast(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[t
         n = words.next_level(n, n_min)
         if n < n_min:
             break
-        mined.extend(_mine_level(words, n).items())
+        per_n: dict[str, int] = {}
+        quick_check = False
+        while True:
+            # After removing the only repeated window, a plain check usually
+            # shows that nothing repeats any more, and costs less than a count.
+            if quick_check and not words.has_repeat(n):
+                break
+            found = words.winner(n)
+            if found is None:
+                break
+            window, count, alone = found
+            words.delete(window)
+            per_n[window] = per_n.get(window, 0) + count
+            quick_check = alone
+        mined.extend(per_n.items())
         n -= 1
     return mined, words.text
 

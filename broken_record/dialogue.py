@@ -22,6 +22,10 @@ from .templates import swap_roles
 END_REASONS = ("total_tokens", "context_full", "interrupted", "error")
 
 
+class ContextFull(Exception):
+    """The next prompt would not fit the role's context window."""
+
+
 @dataclass
 class Outcome:
     end_reason: str
@@ -97,40 +101,26 @@ class Dialogue:
         last = next((m["role"] for m in reversed(self.messages) if m["role"] != "system"), "user")
         return "user" if last == "assistant" else "assistant"
 
+    def _prompt(self, role: Role) -> str:
+        if role.name == "assistant":
+            return assistant_prompt(role, self.messages)
+        return user_prompt(role, self.messages, self.config.user_system, self.config.user_memory)
+
     def _loop(self) -> Outcome:
         cfg = self.config
         while self.total < cfg.total_tokens:
             if self.cancel is not None and self.cancel.is_set():
                 raise KeyboardInterrupt
             name = self._next_role()
-            role = self.roles[name]
-            if name == "assistant":
-                prompt = assistant_prompt(role, self.messages)
-            else:
-                prompt = user_prompt(role, self.messages, cfg.user_system, cfg.user_memory)
-            if name == "user" and self.human:
-                typed = self.human(role.prefix)
-                if typed:
-                    if role.prefix and not role.prefix.endswith((" ", '"', "*")):
-                        typed = " " + typed     # as a model continues "Theo:" with " ..."
-                    tokens = role.engine.count_tokens(typed) or len(typed.split())
-                    self._add({"role": name, "text": role.prefix + typed, "prefix": role.prefix,
-                               "generated": typed, "source": "human", "tokens_before": self.total,
-                               "tokens": tokens})
-                    self.total += tokens
-                    continue
-            n_ctx = role.info.n_ctx
-            if n_ctx:
-                needed = role.engine.count_tokens(prompt)
-                if needed is not None and needed + cfg.turn_max_tokens > n_ctx:
-                    return Outcome("context_full", self.total, len(self.messages),
-                                   f"the {name} prompt ({needed} tokens) plus a turn of "
-                                   f"{cfg.turn_max_tokens} would overflow its context of {n_ctx}")
+            if name == "user" and self.human and self._human_turn(self.roles[name]):
+                continue
             if name == "assistant":
                 self.log.marker(self.total)
                 self.display.marker(self.total)
             try:
-                completion, attempts = self._generate(role, prompt)
+                completion, attempts = self._turn(name)
+            except ContextFull as full:
+                return Outcome("context_full", self.total, len(self.messages), str(full))
             except ContextOverflow as err:
                 return Outcome("context_full", self.total, len(self.messages), str(err))
             except EngineError as err:
@@ -157,15 +147,42 @@ class Dialogue:
             self._add(record)
         return Outcome("total_tokens", self.total, len(self.messages))
 
-    def _generate(self, role: Role, prompt: str) -> tuple[Completion, int]:
-        """One turn, retried with backoff when the connection drops."""
+    def _human_turn(self, role: Role) -> bool:
+        typed = self.human(role.prefix)
+        if not typed:
+            return False
+        if role.prefix and not role.prefix.endswith((" ", '"', "*")):
+            typed = " " + typed     # as a model continues "Theo:" with " ..."
+        tokens = role.engine.count_tokens(typed) or len(typed.split())
+        self._add({"role": role.name, "text": role.prefix + typed, "prefix": role.prefix,
+                   "generated": typed, "source": "human", "tokens_before": self.total,
+                   "tokens": tokens})
+        self.total += tokens
+        return True
+
+    def _check_context(self, role: Role, prompt: str) -> None:
+        n_ctx = role.info.n_ctx
+        if not n_ctx:
+            return
+        needed = role.engine.count_tokens(prompt)
+        if needed is not None and needed + self.config.turn_max_tokens > n_ctx:
+            raise ContextFull(f"the {role.name} prompt ({needed} tokens) plus a turn of "
+                              f"{self.config.turn_max_tokens} would overflow its context of {n_ctx}")
+
+    def _turn(self, name: str) -> tuple[Completion, int]:
+        """One turn: prompt, context check, stream; retried with backoff, or moved
+        to another server of the role, when the connection fails."""
         cfg = self.config
         attempt = 0
         while True:
             attempt += 1
-            self.display.write(role.prefix, role.name)
-            stream = role.engine.stream(prompt, role.params, cfg.turn_max_tokens, cfg.stop)
+            role = self.roles[name]
+            stream = None
             try:
+                prompt = self._prompt(role)
+                self._check_context(role, prompt)
+                self.display.write(role.prefix, role.name)
+                stream = role.engine.stream(prompt, role.params, cfg.turn_max_tokens, cfg.stop)
                 for piece in stream:
                     if self.cancel is not None and self.cancel.is_set():
                         raise KeyboardInterrupt
@@ -173,17 +190,18 @@ class Dialogue:
                 self.display.write("\n")
                 return stream.result, attempt
             except EngineError as err:
-                self.display.write("\n")
-                self.malformed += stream.result.malformed
+                if stream is not None:
+                    self.malformed += stream.result.malformed
                 if not err.retryable:
                     raise
+                self.display.write("\n")
                 other = self.reconnect(role.name, role) if self.reconnect else None
                 if other is not None:
                     # another server of the same role takes over: the prompt is
                     # rebuilt from our own record of the conversation
                     self.display.warn(f"{role.name} server {role.info.url} failed ({err}); "
                                       f"continuing on {other.info.url}")
-                    self.roles[role.name] = role = other
+                    self.roles[name] = other
                     continue
                 if attempt > cfg.retries:
                     raise

@@ -113,7 +113,7 @@ def test_dropped_connection_is_retried(tmp_path, small_config):
     with FakeServer("openai", ["Juno says hello there\n", "Theo nods shyly\n"],
                     die_after={0: 1, 3: 2}) as fake:
         cfg, outcome, log = run_dialogue(
-            small_config(api_url=fake.url, template="chatml", total_tokens=30, retry_backoff=0.01),
+            small_config(api_url=fake.url, template="chatml", total_tokens=30, turn_max_tokens=10, retry_backoff=0.01),
             tmp_path)
     msgs = [r for r in read_jsonl(log.jsonl_path) if r["type"] == "message" and r["source"] == "model"]
     assert outcome.complete
@@ -134,7 +134,7 @@ def test_retries_exhausted_end_cleanly(tmp_path, small_config):
 def test_malformed_lines_are_counted_in_the_footer(tmp_path, small_config):
     with FakeServer("koboldcpp", ["Juno smiles\n", "Theo waves\n"], malformed=True) as fake:
         cfg, outcome, log = run_dialogue(
-            small_config(api_url=fake.url, template="chatml", total_tokens=12), tmp_path)
+            small_config(api_url=fake.url, template="chatml", total_tokens=12, turn_max_tokens=10), tmp_path)
     footer = read_jsonl(log.jsonl_path)[-1]
     assert outcome.complete
     assert footer["malformed_stream_lines"] == fake.generations >= 3
