@@ -7,10 +7,14 @@ each, in a process pool across files, and adds a per-folder summary.
 (response_length_vs_loop_density.json and .png) into the folder.
 
 The schema is DESIGN.md's; each conversation entry also carries
-``complete``, ``stop_reasons`` (when the log knows them), ``settings``,
-``repeated_share`` (the bounded companion of ``loop_density``) and
-``segment_extensions`` (the longer segments that extend each top segment).
-A file that cannot be read is skipped with a warning naming it.
+``complete``, ``stop_reasons`` (counts over the generated turns of both
+roles, from a .jsonl; null for a text log), ``settings`` (models, engines,
+samplers as the log states them), ``repeated_share`` (the bounded companion
+of ``loop_density``) and ``segment_extensions`` (the longer segments that
+extend each top segment). The classic figures read every assistant line, as
+the original did; detectors and ``metrics`` skip the config's opening lines
+where the log tells them apart. A file that cannot be read is skipped with a
+warning naming it.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ def analyze_conversation(conv: logs.Conversation) -> dict:
     assistant = conv.assistant_turns
     replies = detectors.replies_from_turns(assistant)
     loops, breaks, onset = detectors.detect(replies, conv.turn_max_tokens)
-    generated = [t.content for t in assistant if t.source != "config"]
-    text_metrics = metrics.text_metrics(generated)
+    generated = [r for r in replies if r.generated]
+    text_metrics = metrics.text_metrics([r.text for r in generated], [r.words for r in generated],
+                                        [r.rep4 for r in generated])
     share = metrics.repeated_share(figures.text_length, figures.remaining_length)
     text_metrics["repeated_share"] = share
     top = figures.top_segments(TOP_SEGMENTS)
@@ -75,7 +80,7 @@ def analyze_conversation(conv: logs.Conversation) -> dict:
         "agent_prefix": conv.agent_prefix,
     }
     if conv.format == "jsonl":
-        stops = Counter(t.stop or "unknown" for t in conv.turns if t.source not in ("config", None) and t.role != "system")
+        stops = Counter(t.stop or "unknown" for t in conv.turns if t.source not in ("config", None))
         entry["stop_reasons"] = dict(sorted(stops.items()))
         entry["assistant_stop_reasons"] = dict(sorted(Counter(
             t.stop or "unknown" for t in assistant if t.source != "config").items()))

@@ -96,7 +96,7 @@ class Batch:
         self.display_text = display_text
         self.cancel = threading.Event()
         self.lock = threading.Lock()
-        self.records: list[dict] = []
+        self.running: set[Dialogue] = set()
         self.tokens = 0
         self.started = time.monotonic()
         self.manifest_path = folder / "manifest.json"
@@ -163,8 +163,6 @@ class Batch:
             rc = self.config.assistant if name == "assistant" else self.config.user
             return self._role(pools[name], rc, avoid=failed.info.url)
 
-        last_tokens = [self.config.initial_tokens]
-
         def on_turn(record):
             if record.get("tokens"):
                 with self.lock:
@@ -175,8 +173,13 @@ class Batch:
         display = Display(quiet=not self.display_text)
         dialogue = Dialogue(self.config, roles["assistant"], roles["user"], log, display,
                             on_turn=on_turn, cancel=self.cancel, reconnect=reconnect)
-        outcome: Outcome = dialogue.run()
-        del last_tokens
+        with self.lock:
+            self.running.add(dialogue)
+        try:
+            outcome: Outcome = dialogue.run()
+        finally:
+            with self.lock:
+                self.running.discard(dialogue)
         entry.update(ended=now_iso(), end_reason=outcome.end_reason, total_tokens=outcome.total_tokens,
                      turns=outcome.turns, detail=outcome.detail,
                      servers={n: r.info.url for n, r in dialogue.roles.items()},
@@ -228,41 +231,44 @@ class Batch:
             self.progress.start()
             self.task = self.progress.add_task("starting", total=self.target)
         outcomes = []
+        # the executor is shut down by hand: leaving a `with` block would join the
+        # workers before Ctrl-C could tell them to stop
+        ex = ThreadPoolExecutor(max_workers=self.jobs)
+        running: set = set()
         try:
-            with ThreadPoolExecutor(max_workers=self.jobs) as ex:
-                running = set()
-                while True:
-                    while (len(running) < self.jobs and not self.cancel.is_set()
-                           and self.complete + len(running) < self.target
-                           and all(p.healthy() for p in pools.values())
-                           and sum(1 for o in outcomes if o["outcome"] == "failed") < max(3, self.target)):
-                        if self.jobs == 1:
-                            self.say(f"[parrot.sh] conversation {self.complete + 1} of {self.target}")
-                        running.add(ex.submit(self.conversation, pools))
-                    if not running:
-                        break
-                    try:
-                        done, running = wait(running, timeout=0.5, return_when="FIRST_COMPLETED")
-                    except KeyboardInterrupt:
-                        raise
-                    for fut in done:
-                        outcomes.append(fut.result())
+            while True:
+                while (len(running) < self.jobs and not self.cancel.is_set()
+                       and self.complete + len(running) < self.target
+                       and all(p.healthy() for p in pools.values())
+                       and sum(1 for o in outcomes if o["outcome"] == "failed") < max(3, self.target)):
+                    if self.jobs == 1:
+                        self.say(f"[parrot.sh] conversation {self.complete + 1} of {self.target}")
+                    running.add(ex.submit(self.conversation, pools))
+                if not running:
+                    break
+                done, running = wait(running, timeout=0.5, return_when="FIRST_COMPLETED")
+                outcomes += [fut.result() for fut in done]
         except KeyboardInterrupt:
             interrupted = True
             self.cancel.set()
-            # the workers see `cancel`, close their logs as interrupted and return
-            for entry in self.manifest["conversations"]:
-                if entry.get("outcome") == "running":
-                    entry["outcome"] = "interrupted"
+            # the workers see `cancel`, close their logs as interrupted and return;
+            # closing their streams wakes a worker waiting on a slow server
+            with self.lock:
+                for dialogue in list(self.running):
+                    dialogue.abort()
+            for fut in running:
+                try:
+                    outcomes.append(fut.result(timeout=60))
+                except Exception:   # noqa: BLE001  (a worker's own failure is in its log)
+                    pass
         finally:
+            ex.shutdown(wait=True, cancel_futures=True)
             if self.progress:
                 self.progress.stop()
         session["ended"] = now_iso()
-        failed = [c for c in self.manifest["conversations"] if c.get("outcome") == "failed"]
-        session_conv = outcomes
         summary = {
-            "complete": sum(1 for c in session_conv if c["outcome"] == "complete"),
-            "failed": sum(1 for c in session_conv if c["outcome"] == "failed"),
+            "complete": sum(1 for c in outcomes if c["outcome"] == "complete"),
+            "failed": sum(1 for c in outcomes if c["outcome"] == "failed"),
             "interrupted": sum(1 for c in self.manifest["conversations"]
                                if c.get("outcome") == "interrupted"),
             "tokens": self.tokens, "wall_seconds": round(time.monotonic() - self.started, 2),
@@ -277,7 +283,6 @@ class Batch:
             return 130
         if summary["failed"] or self.complete < self.target:
             return 1
-        del failed
         return 0
 
 
@@ -308,7 +313,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     install_signal_handlers()
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if args.resume:
             folder = Path(args.resume)

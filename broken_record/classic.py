@@ -9,11 +9,15 @@ repeats; then go on to n - 1 with the reduced text.
 ``mine_reference`` is that algorithm written out plainly; it is the
 specification. ``mine_fast`` gives identical results much faster:
 
-- words become 64-bit keys and windows get polynomial hashes mod 2**64,
-  computed for all positions at once with numpy;
-- window sizes that cannot repeat are skipped by a binary search for the
-  longest repeated window (a repeated n-window implies a repeated
-  (n-1)-window, and the text does not change while nothing is removed);
+- words become 64-bit keys and windows polynomial hashes mod 2**64, for
+  all positions at once with numpy; a deletion edits the word arrays only
+  around the deleted spans instead of splitting the text again;
+- only windows whose hash shares a table bucket with another can repeat,
+  and only those few are sorted into groups;
+- window sizes that cannot repeat are skipped: the text does not change
+  while nothing is removed, a repeated n-window implies a repeated
+  (n-1)-window, and it needs a run of n - 4 positions whose 5-windows may
+  repeat; the next size with a repeat is found by galloping down from there;
 - the chosen window is checked against the real words, so a hash collision
   can cost time (a fallback to the reference step) but never change a result.
 
@@ -132,9 +136,9 @@ def _inverse_mod_2_64(a: int) -> int:
 class _Scratch:
     """Per-process arrays reused across calls, grown on demand."""
 
+    # Only ever replaced by larger ones, never written: safe across threads.
     powers = np.ones(1, dtype=np.uint64)  # _BASE ** i mod 2**64
     inverses = np.ones(1, dtype=np.uint64)  # _BASE ** -i mod 2**64
-    table = np.zeros(1, dtype=np.intp)
     arange = np.arange(1, dtype=np.intp)
 
     @classmethod
@@ -147,12 +151,6 @@ class _Scratch:
             steps[1:] = _inverse_mod_2_64(_BASE)
             cls.inverses = np.cumprod(steps, dtype=np.uint64)
             cls.arange = np.arange(size, dtype=np.intp)
-
-    @classmethod
-    def buckets(cls, size: int) -> np.ndarray:
-        if len(cls.table) < size:
-            cls.table = np.zeros(size, dtype=np.intp)
-        return cls.table
 
 
 def _word_keys(words: list[str]) -> np.ndarray:
@@ -176,12 +174,14 @@ def _any_duplicate(h: np.ndarray) -> bool:
     m = len(h)
     if m < 2:
         return False
+    if m <= 256:  # a Python set is quicker than a dozen numpy calls
+        return len(set(h.tolist())) < m
     idx, size = _bucket_index(h)
     counts = np.bincount(idx, minlength=size)
     top = counts.max()
     if top < 2:
         return False
-    table = _Scratch.buckets(size)
+    table = np.empty(size, dtype=np.intp)  # only slots written here are read
     positions = _Scratch.arange[:m]
     table[idx] = positions  # one member per bucket
     other = table[idx]
@@ -209,13 +209,16 @@ class _Words:
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         self.starts = np.concatenate(([0], np.flatnonzero(codes == 32) + 1))
         self.lens = np.diff(np.append(self.starts, len(text) + 1)) - 1
+        self.candidates = None  # (n, positions that may start a repeated n-window), from next_level
         self._prefix()
 
     def _prefix(self) -> None:
         count = len(self.keys)
         _Scratch.ensure(count)
-        self.prefix = np.zeros(count + 1, dtype=np.uint64)
-        np.cumsum(self.keys * _Scratch.powers[:count], dtype=np.uint64, out=self.prefix[1:])
+        self.prefix = np.empty(count + 1, dtype=np.uint64)
+        self.prefix[0] = 0
+        np.multiply(self.keys, _Scratch.powers[:count], out=self.prefix[1:])
+        self.prefix[1:].cumsum(out=self.prefix[1:])
 
     def hashes(self, n: int) -> np.ndarray:
         """Hash of every window of n words; equal windows hash alike."""
@@ -224,10 +227,6 @@ class _Words:
             return np.empty(0, dtype=np.uint64)
         return (self.prefix[n:n + m] - self.prefix[:m]) * _Scratch.inverses[:m]
 
-    def has_repeat(self, n: int) -> bool:
-        """False: no n-window repeats. True: one repeats (or, very rarely, two hashes collide)."""
-        return _any_duplicate(self.hashes(n))
-
     def next_level(self, upper: int, lower: int) -> int:
         """The largest n in [lower, upper] whose windows may repeat, else lower - 1.
 
@@ -235,6 +234,7 @@ class _Words:
         lower-window, so a repeated n-window needs a run of n - lower + 1
         such positions; only the starts of long enough runs are checked.
         """
+        self.candidates = None
         short = self.hashes(lower)
         m = len(short)
         if m < 2:
@@ -258,7 +258,7 @@ class _Words:
         if upper < lower:
             return lower - 1
         if repeats(upper):
-            return upper
+            return self._found(upper, run, lower)
         # Gallop down, then bisect: the next level with a repeat is usually close.
         hi, step = upper - 1, 1  # no repeat above hi
         while True:
@@ -277,7 +277,13 @@ class _Words:
                 lo = mid
             else:
                 hi = mid - 1
-        return lo
+        return self._found(lo, run, lower)
+
+    def _found(self, n: int, run: np.ndarray, lower: int) -> int:
+        # Only these positions can start a repeated n-window: the first count
+        # at this size needs to look at them alone, until the text changes.
+        self.candidates = (n, (run >= n - lower + 1).nonzero()[0])
+        return n
 
     def winner(self, n: int) -> tuple[str, int, bool] | None:
         """The reference step's choice: (window, count, it was the only repeated one), or None.
@@ -285,21 +291,27 @@ class _Words:
         Only windows whose table bucket is shared can repeat; those few are
         sorted by hash into groups.
         """
-        h = self.hashes(n)
-        m = len(h)
+        m = len(self.keys) - n + 1
         if m < 2:
             return None
-        idx, size = _bucket_index(h)
-        shared = (np.bincount(idx, minlength=size)[idx] > 1).nonzero()[0]  # ascending positions
+        if self.candidates is not None and self.candidates[0] == n:
+            shared = self.candidates[1]
+            sub = (self.prefix[shared + n] - self.prefix[shared]) * _Scratch.inverses[shared]
+        else:
+            h = self.hashes(n)
+            idx, size = _bucket_index(h)
+            shared = (np.bincount(idx, minlength=size)[idx] > 1).nonzero()[0]  # ascending positions
+            sub = h[shared]
         if len(shared) < 2:
             return None
-        sub = h[shared]
         order = sub.argsort(kind="stable")  # stable: each group's first member comes first
         ordered = shared[order]
         sorted_h = sub[order]
-        change = sorted_h[1:] != sorted_h[:-1]
-        starts = np.concatenate(([0], change.nonzero()[0] + 1))
-        sizes = np.concatenate((starts[1:], [len(sorted_h)])) - starts
+        bounds = np.empty(len(sorted_h) + 1, dtype=bool)
+        bounds[0] = bounds[-1] = True
+        np.not_equal(sorted_h[1:], sorted_h[:-1], out=bounds[1:-1])
+        bounds = bounds.nonzero()[0]
+        starts, sizes = bounds[:-1], bounds[1:] - bounds[:-1]
         top = int(sizes.max())
         if top < 2:
             return None
@@ -319,6 +331,7 @@ class _Words:
 
     def delete(self, segment: str) -> None:
         """Remove every occurrence of ``segment``, as ``str.replace(segment, "")`` does."""
+        self.candidates = None
         text, width = self.text, len(segment)
         spans = []
         at = text.find(segment)
@@ -328,14 +341,14 @@ class _Words:
         if not spans:
             return
         starts, lens, keys = self.starts, self.lens, self.keys
-        edges = np.array(spans + [s + width for s in spans])
+        count = len(spans)
         # The word holding each span's first character and the one holding the
         # character just after it: everything between is re-split.
-        words = (np.searchsorted(starts, edges, side="right") - 1).tolist()
-        count = len(spans)
+        words = starts.searchsorted(spans + [s + width for s in spans], side="right") - 1
+        bounds = (starts[words] + np.concatenate((np.zeros(count, dtype=np.int64), lens[words[count:]]))).tolist()
+        words = words.tolist()
         first_word, last_word = words[:count], words[count:]
-        region_start = starts[first_word].tolist()
-        region_end = (starts[last_word] + lens[last_word]).tolist()
+        region_start, region_end = bounds[:count], bounds[count:]
         plan, new_words = [], []
         k = 0
         while k < count:
@@ -365,8 +378,10 @@ class _Words:
         len_parts.append(lens[previous:])
         self.keys = np.concatenate(key_parts)
         self.lens = np.concatenate(len_parts)
-        self.starts = np.zeros(len(self.lens), dtype=np.int64)
-        np.cumsum(self.lens[:-1] + 1, out=self.starts[1:])
+        self.starts = np.empty(len(self.lens), dtype=np.int64)
+        self.starts[0] = 0
+        np.add(self.lens[:-1], 1, out=self.starts[1:])
+        self.starts[1:].cumsum(out=self.starts[1:])
         parts, cursor = [], 0
         for at in spans:
             parts.append(text[cursor:at])
@@ -380,29 +395,31 @@ def mine_fast(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[t
     """Same result as ``mine_reference``, much faster."""
     mined: list[tuple[str, int]] = []
     words = _Words(text)
-    n = n_max
-    while n >= n_min:
+    n, upper = n_max, n_max
+    per_n: dict[str, int] = {}
+    while True:
         # Nothing changes while no window repeats, so jump straight to the
         # longest window length that does.
-        n = words.next_level(n, n_min)
-        if n < n_min:
+        level = words.next_level(upper, n_min)
+        if level != n:
+            mined.extend(per_n.items())
+            per_n = {}
+        if level < n_min:
             break
-        per_n: dict[str, int] = {}
-        quick_check = False
+        n = level
         while True:
-            # After removing the only repeated window, a plain check usually
-            # shows that nothing repeats any more, and costs less than a count.
-            if quick_check and not words.has_repeat(n):
-                break
             found = words.winner(n)
             if found is None:
+                upper = n - 1
                 break
             window, count, alone = found
             words.delete(window)
             per_n[window] = per_n.get(window, 0) + count
-            quick_check = alone
-        mined.extend(per_n.items())
-        n -= 1
+            if alone:
+                # The only repeated window is gone: usually nothing repeats
+                # at n any more, which the level search checks cheaply.
+                upper = n
+                break
     return mined, words.text
 
 

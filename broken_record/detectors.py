@@ -9,7 +9,7 @@ config included, as ``response_lengths`` does.
 
 Similarity between turns, used by the loop detectors:
 
-- near-verbatim: Jaccard overlap of word 3-gram sets (``overlap``);
+- near-verbatim: Jaccard overlap of word 3-gram sets (``jaccard``);
 - meaning: TF-IDF cosine over word 1-2-grams and character 4-grams, with
   numpy (``tfidf_cosines``); a pair with high meaning overlap but low
   verbatim overlap is a paraphrase, the sign of semantic repetition.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +55,13 @@ class Reply:
     generated: bool = True  # False for the config's opening lines
     stop: str | None = None  # "eos" | "limit" | "word" | "error" | None
     tokens: int | None = None
+    words: tuple = field(init=False, repr=False, compare=False)  # metrics.tokens(text), once
+    rep4: float = field(init=False, repr=False, compare=False)  # seq-rep-4 of the words, once
+
+    def __post_init__(self):
+        words = tuple(tokens(self.text))
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "rep4", seq_rep_n(words, 4))
 
 
 def replies_from_turns(turns) -> list[Reply]:
@@ -75,12 +82,12 @@ def _generated(replies: list[Reply]) -> list[int]:
 # --- similarity ------------------------------------------------------------------
 
 
-def shingles(text: str, k: int = 3) -> frozenset:
-    """Word k-grams of a text; the whole token tuple when it is shorter.
+def shingles(text: str | tuple, k: int = 3) -> frozenset:
+    """Word k-grams of a text (or of its tokens); the whole token tuple when it is shorter.
 
     ``"a b c d"`` -> ``{("a","b","c"), ("b","c","d")}``.
     """
-    toks = tokens(text)
+    toks = tokens(text) if isinstance(text, str) else text
     if len(toks) < k:
         return frozenset([tuple(toks)]) if toks else frozenset()
     return frozenset(zip(*(toks[i:] for i in range(k))))
@@ -90,52 +97,88 @@ def jaccard(a: frozenset, b: frozenset) -> float:
     """``({1, 2}, {2, 3})`` -> ``1/3``; two empty sets -> 0.0."""
     if not a or not b:
         return 0.0
-    return len(a & b) / len(a | b)
+    shared = len(a & b)
+    return shared / (len(a) + len(b) - shared)
 
 
 def overlaps(replies: list[Reply]) -> list[frozenset]:
-    return [shingles(r.text) for r in replies]
+    return [shingles(r.words) for r in replies]
 
 
-def _features(text: str) -> list:
-    toks = tokens(text)
-    flat = " ".join(text.lower().split())
-    feats: list = ["w " + t for t in toks]
-    feats += ["b " + a + " " + b for a, b in zip(toks, toks[1:])]
-    feats += [flat[i:i + 4] for i in range(len(flat) - 3)]
-    return feats
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_MIX2 = np.uint64(0xBF58476D1CE4E5B9)
 
 
-def tfidf_cosines(texts: list[str], window: int = SEMANTIC_WINDOW) -> dict[tuple[int, int], float]:
+def _feature_ids(texts: list[str], words: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, feature id) of every feature occurrence of every text.
+
+    Features: word unigrams and bigrams, and character 4-grams of the
+    lower-cased text with runs of whitespace made one space.
+    """
+    sizes = [len(toks) for toks in words]
+    unigrams = np.fromiter((hash(w) for toks in words for w in toks), dtype=np.int64,
+                           count=sum(sizes)).view(np.uint64)
+    word_owner = np.repeat(np.arange(len(words)), sizes)
+    # A bigram pairs two words of the same text.
+    same = word_owner[1:] == word_owner[:-1]
+    bigrams = ((unigrams[:-1] * _MIX) ^ (unigrams[1:] * _MIX2) ^ np.uint64(1))[same]
+    owners, ids = [word_owner, word_owner[1:][same]], [unigrams, bigrams]
+    flats = [" ".join(t.lower().split()) for t in texts]
+    codes = np.frombuffer("\x00".join(flats).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    codes = codes.astype(np.uint64)
+    if len(codes) >= 4:
+        # Three code points (21 bits each) in one number, mixed, then the
+        # fourth added and mixed again so that it reaches the high bits too.
+        grams = (codes[:-3] << np.uint64(42)) | (codes[1:-2] << np.uint64(21)) | codes[2:-1]
+        grams = ((grams * _MIX) ^ (grams >> np.uint64(31))) + codes[3:] + np.uint64(1 << 62)
+        grams = (grams * _MIX2) ^ (grams >> np.uint64(29))
+        # Each text's 4-grams, leaving out those that cross a separator.
+        lengths = [len(f) + 1 for f in flats]
+        gram_owner = np.repeat(np.arange(len(flats)), lengths)[:len(grams)]
+        ends = np.cumsum(lengths) - 1  # the separator (or the end) after each text
+        inside = np.arange(len(grams)) + 4 <= ends[gram_owner]
+        ids.append(grams[inside])
+        owners.append(gram_owner[inside])
+    if not ids:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint64)
+    return np.concatenate(owners), np.concatenate(ids)
+
+
+def tfidf_cosines(texts: list[str], window: int = SEMANTIC_WINDOW,
+                  words: list[tuple] | None = None) -> dict[tuple[int, int], float]:
     """Cosine of TF-IDF vectors for each pair (i, j) with 0 < i - j <= window.
 
     Features: word unigrams and bigrams and character 4-grams; sublinear tf
     (1 + log count), smoothed idf over the given texts, L2-normalised rows.
+    ``["a cat sat", "a cat sat"]`` -> ``{(1, 0): 1.0}``.
     """
-    per_text = []
-    for text in texts:
-        counts = Counter(map(hash, _features(text)))
-        ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-        order = np.argsort(ids)
-        per_text.append((ids[order], tf[order]))
-    if not per_text:
+    count = len(texts)
+    if count < 2:
         return {}
-    all_ids = np.concatenate([ids for ids, _ in per_text])
-    vocab, df = np.unique(all_ids, return_counts=True)
-    idf = np.log((1 + len(texts)) / (1 + df)) + 1.0
-    vectors = []
-    for ids, tf in per_text:
-        weights = tf * idf[np.searchsorted(vocab, ids)]
-        norm = np.sqrt((weights ** 2).sum())
-        vectors.append((ids, weights / norm if norm else weights))
-    out = {}
-    for i in range(len(texts)):
-        for j in range(max(0, i - window), i):
-            (ai, aw), (bi, bw) = vectors[i], vectors[j]
-            _, x, y = np.intersect1d(ai, bi, assume_unique=True, return_indices=True)
-            out[(i, j)] = float(np.dot(aw[x], bw[y]))
-    return out
+    if count > 0xFFFF:
+        raise ValueError("tfidf_cosines: at most 65535 texts")
+    words = words if words is not None else [tuple(tokens(t)) for t in texts]
+    owner, ids = _feature_ids(texts, words)
+    # One row per (text, feature), sorted by feature then text: the text
+    # index takes the low 16 bits of the feature id (a feature keeps 48 bits).
+    keys, counts = np.unique((ids & ~np.uint64(0xFFFF)) | owner.astype(np.uint64), return_counts=True)
+    tf = 1.0 + np.log(counts.astype(np.float64))
+    feature, text = keys >> np.uint64(16), (keys & np.uint64(0xFFFF)).astype(np.int64)
+    first_of_feature = np.concatenate(([True], feature[1:] != feature[:-1]))
+    group = np.cumsum(first_of_feature) - 1
+    df = np.bincount(group)
+    weight = tf * (np.log((1 + count) / (1 + df[group])) + 1.0)
+    norms = np.sqrt(np.bincount(text, weights=weight ** 2, minlength=count))
+    weight = weight / np.where(norms[text] > 0, norms[text], 1.0)
+    # Rows of one feature are consecutive and ordered by text, so texts at
+    # most `window` apart are at most `window` rows apart.
+    dots = np.zeros((count, window + 1))
+    for step in range(1, window + 1):
+        same = (feature[step:] == feature[:-step])
+        gap = text[step:] - text[:-step]
+        keep = same & (gap <= window)
+        np.add.at(dots, (text[step:][keep], gap[keep]), weight[step:][keep] * weight[:-step][keep])
+    return {(i, i - d): float(dots[i, d]) for i in range(count) for d in range(1, min(window, i) + 1)}
 
 
 # --- loops -------------------------------------------------------------------------
@@ -190,34 +233,56 @@ def multi_turn_loop(replies: list[Reply], sets: list[frozenset] | None = None) -
                   cycles=[{"period": k, "from": a - k, "to": b} for k, a, b in found])
 
 
-_CHAR_RUN = re.compile(r"(.{1,10}?)\1{5,}", re.S)
+def char_runs(texts: list[str], longest_unit: int = 10, repeats: int = 6, min_chars: int = 12) -> dict[int, int]:
+    """Texts holding a unit of 1..longest_unit characters repeated ``repeats`` times in a row.
+
+    Returns ``{text index: length of its longest such run}``.
+    ``["ok", "hahahahahahaha!"]`` -> ``{1: 14}``.
+    """
+    joined = "\x00".join(texts)
+    codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    offsets = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+    found: dict[int, int] = {}
+    for unit in range(1, longest_unit + 1):
+        if len(codes) <= unit:
+            break
+        # A u-periodic stretch of length L shows as L - u equal pairs at distance u.
+        same = (codes[unit:] == codes[:-unit]) & (codes[unit:] != 0)
+        edges = np.diff(np.concatenate(([0], same.view(np.int8), [0])))
+        starts, ends = (edges == 1).nonzero()[0], (edges == -1).nonzero()[0]
+        lengths = ends - starts
+        keep = lengths >= max((repeats - 1) * unit, min_chars - unit)
+        for start, length in zip(starts[keep].tolist(), lengths[keep].tolist()):
+            which = int(np.searchsorted(offsets, start, side="right")) - 1
+            found[which] = max(found.get(which, 0), length + unit)
+    return found
 
 
 def intra_turn_repetition(replies: list[Reply]) -> dict:
     """Inside one turn a phrase or a character run repeats over and over."""
     flagged, scores = [], {}
+    runs = char_runs([r.text if r.generated else "" for r in replies])
     for i, reply in enumerate(replies):
         if not reply.generated:
             continue
-        toks = tokens(reply.text)
-        rep = seq_rep_n(toks, 4) if len(toks) >= INTRA_MIN_TOKENS else 0.0
-        run = max((len(m.group(0)) for m in _CHAR_RUN.finditer(reply.text)), default=0)
-        if rep >= INTRA_SEQ_REP or run >= 12:
+        toks = reply.words
+        rep = reply.rep4 if len(toks) >= INTRA_MIN_TOKENS else 0.0
+        if rep >= INTRA_SEQ_REP or i in runs:
             flagged.append(i)
             scores[i] = round(rep, 4)
     n = max(1, len(_generated(replies)))
     severity = sum(max(scores[i], 0.5) for i in flagged) / n
     return _entry(bool(flagged), flagged, severity, onset=flagged[0] if flagged else None,
-                  seq_rep_4={str(i): s for i, s in scores.items()})
+                  seq_rep_4={str(i): s for i, s in scores.items()}, char_runs={str(i): c for i, c in runs.items()})
 
 
-def _opening(text: str) -> tuple:
-    return tuple(tokens(text)[:PREFIX_WORDS])
+def _opening(words: tuple) -> tuple:
+    return words[:PREFIX_WORDS]
 
 
-def _common_prefix_words(a: str, b: str) -> int:
+def _common_prefix_words(a: tuple, b: tuple) -> int:
     n = 0
-    for x, y in zip(tokens(a), tokens(b)):
+    for x, y in zip(a, b):
         if x != y:
             break
         n += 1
@@ -226,15 +291,15 @@ def _common_prefix_words(a: str, b: str) -> int:
 
 def prefix_repetition(replies: list[Reply]) -> dict:
     """Most generated turns open with the same words; reports whether that shared prefix grows."""
-    gen = [i for i in _generated(replies) if len(tokens(replies[i].text)) >= PREFIX_WORDS]
+    gen = [i for i in _generated(replies) if len(replies[i].words) >= PREFIX_WORDS]
     if len(gen) < 3:
         return _entry(False, [], 0.0, onset=None, prefix=None, growing=False)
-    openings = Counter(_opening(replies[i].text) for i in gen)
+    openings = Counter(_opening(replies[i].words) for i in gen)
     prefix, count = openings.most_common(1)[0]
     share = count / len(gen)
-    turns = [i for i in gen if _opening(replies[i].text) == prefix]
+    turns = [i for i in gen if _opening(replies[i].words) == prefix]
     present = count >= 3 and share >= PREFIX_SHARE
-    shared = [_common_prefix_words(replies[a].text, replies[b].text) for a, b in zip(turns, turns[1:])]
+    shared = [_common_prefix_words(replies[a].words, replies[b].words) for a, b in zip(turns, turns[1:])]
     half = len(shared) // 2
     growing = bool(half) and sum(shared[half:]) / (len(shared) - half) > sum(shared[:half]) / half
     return _entry(present, turns if present else [], share if present else 0.0,
@@ -246,7 +311,7 @@ def semantic_repetition(replies: list[Reply], sets: list[frozenset] | None = Non
                         cosines: dict | None = None) -> dict:
     """Nearby turns say the same thing in different words: paraphrase pairs."""
     sets = sets if sets is not None else overlaps(replies)
-    cosines = cosines if cosines is not None else tfidf_cosines([r.text for r in replies])
+    cosines = cosines if cosines is not None else tfidf_cosines([r.text for r in replies], words=[r.words for r in replies])
     pairs = []
     for (i, j), cos in sorted(cosines.items()):
         if not replies[i].generated or not replies[i].text or not replies[j].text:
@@ -280,7 +345,12 @@ def odd_word_share(text: str) -> float:
 
 
 def word_soup(replies: list[Reply], turn_max_tokens: int | None = None) -> dict:
-    """Runs to the turn limit with long rambling text (not a loop of one phrase)."""
+    """Runs to the turn limit with long rambling text.
+
+    A turn that stopped on the limit counts when it does not loop on one
+    phrase (that is intra-turn repetition) and is long or looks malformed: a
+    short limit cuts ordinary replies too.
+    """
     flagged, limit_turns = [], []
     for i, reply in enumerate(replies):
         if not reply.generated:
@@ -288,10 +358,10 @@ def word_soup(replies: list[Reply], turn_max_tokens: int | None = None) -> dict:
         hit_limit = reply.stop == "limit" or (
             reply.stop is None and turn_max_tokens is not None and reply.tokens is not None
             and reply.tokens >= turn_max_tokens)
-        rambling = seq_rep_n(tokens(reply.text), 4) < INTRA_SEQ_REP
+        rambling = reply.rep4 < INTRA_SEQ_REP
         if hit_limit:
             limit_turns.append(i)
-            if rambling:
+            if rambling and (len(reply.text) >= SOUP_MIN_CHARS or odd_word_share(reply.text) >= SOUP_ODD_SHARE):
                 flagged.append(i)
         elif reply.stop is None and reply.tokens is None:
             # No stop reason at all: only the text can tell.
@@ -312,13 +382,14 @@ def nothing_to_say(replies: list[Reply]) -> dict:
         if not reply.generated:
             continue
         text = reply.text
-        if len(text) <= 2 or _EMPTYISH.match(text) or (len(tokens(text)) <= 1 and len(text) <= 4):
+        if len(text) <= 2 or _EMPTYISH.match(text) or (len(reply.words) <= 1 and len(text) <= 4):
             flagged.append(i)
     n = max(1, len(_generated(replies)))
     return _entry(bool(flagged), flagged, len(flagged) / n)
 
 
-_CUT_AT_APOSTROPHE = re.compile(r"\w['’]\w?$")
+# Ends on an apostrophe, or one or two letters after it that finish no contraction.
+_CUT_AT_APOSTROPHE = re.compile(r"\w['’](?!(?:s|t|m|d|re|ve|ll)$)\w{0,2}$", re.I)
 _APOSTROPHE_GARBAGE = re.compile(
     r"\w['’]\s+(?:s|t|m|re|ve|ll|d)\b"  # "I' m", "don' t"
     r"|\w\s+['’](?:s|t|m|re|ve|ll|d)\b"  # "I 'm"
@@ -384,7 +455,7 @@ def rejection(replies: list[Reply]) -> dict:
 def detect(replies: list[Reply], turn_max_tokens: int | None = None) -> tuple[dict, dict, int | None]:
     """``(loops, breaks, loop_onset_turn)`` for one conversation's assistant turns."""
     sets = overlaps(replies)
-    cosines = tfidf_cosines([r.text for r in replies])
+    cosines = tfidf_cosines([r.text for r in replies], words=[r.words for r in replies])
     loops = {
         "single_turn_loop": single_turn_loop(replies, sets),
         "multi_turn_loop": multi_turn_loop(replies, sets),

@@ -192,6 +192,8 @@ class Dialogue:
             except EngineError as err:
                 if stream is not None:
                     self.malformed += stream.result.malformed
+                if self.cancel is not None and self.cancel.is_set():
+                    raise KeyboardInterrupt     # aborted from outside, not a failure
                 if not err.retryable:
                     raise
                 self.display.write("\n")
@@ -209,6 +211,11 @@ class Dialogue:
                 self.display.warn(f"{role.name} turn failed ({err}); retry {attempt} of "
                                   f"{cfg.retries} in {wait:.1f}s")
                 time.sleep(wait)
+
+    def abort(self) -> None:
+        """Stop from another thread: set `cancel` first, then close the streams."""
+        for role in self.roles.values():
+            role.engine.abort()
 
     def _add(self, record: dict) -> None:
         record = {"index": len(self.messages), **record}

@@ -65,11 +65,17 @@ def repeated_share(text_length: int, remaining_length: int) -> float:
     return min(1.0, max(0.0, (text_length - remaining_length) / text_length))
 
 
-def text_metrics(turns: list[str]) -> dict:
-    """All the standard metrics of the assistant turns of one conversation."""
-    per_turn = [tokens(t) for t in turns]
+def text_metrics(turns: list[str], tokenized: list | None = None, rep_per_turn: list | None = None) -> dict:
+    """All the standard metrics of the assistant turns of one conversation.
+
+    ``tokenized`` and ``rep_per_turn``: ``tokens()`` and ``seq_rep_n(.., 4)``
+    of each turn, when the caller has them already.
+    """
+    per_turn = [list(t) for t in tokenized] if tokenized is not None else [tokens(t) for t in turns]
     everything = [tok for toks in per_turn for tok in toks]
-    rep_per_turn = [round(seq_rep_n(toks, 4), 6) for toks in per_turn]
+    if rep_per_turn is None:
+        rep_per_turn = [seq_rep_n(toks, 4) for toks in per_turn]
+    rep_per_turn = [round(r, 6) for r in rep_per_turn]
     scored = [r for r, toks in zip(rep_per_turn, per_turn) if len(toks) >= 4]
     return {
         "tokens": len(everything),

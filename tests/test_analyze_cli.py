@@ -186,3 +186,33 @@ def test_histograms():
     lengths = analysis.length_histogram([0, 1, 2, 100, 101, 2000, 2001])
     assert lengths[0] == [0, 1, 2] and lengths[1] == [0, 100, 2] and lengths[2] == [100, 200, 1]
     assert lengths[20] == [1900, 2000, 1] and lengths[21] == [2000, None, 1]
+
+
+REAL_RUN = ROOT / "tests" / "fixtures" / "parrot_20261123_005123"  # written by ./parrot.sh 2 (embedded server)
+
+
+def test_a_real_parrot_sh_folder(tmp_path):
+    folder = tmp_path / REAL_RUN.name
+    shutil.copytree(REAL_RUN, folder)
+    result = run(str(folder))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((folder / "analysis.json").read_text())
+    assert [c["file"] for c in data["conversations"]] == sorted(p.name for p in REAL_RUN.glob("*.jsonl"))
+    for conv in data["conversations"]:
+        assert conv["complete"] and conv["end_reason"] == "total_tokens"
+        assert set(conv["stop_reasons"]) <= {"eos", "limit", "word", "error"}
+        assert "SmolLM2" in conv["settings"]["assistant"]["model"]
+        assert conv["settings"]["assistant"]["engine"] == "llama-server"
+    assert "Character Count:" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_text_and_jsonl_logs_of_a_real_run_agree():
+    from broken_record.logs import read_log
+
+    for jsonl in REAL_RUN.glob("*.jsonl"):
+        a = analysis.analyze_conversation(read_log(jsonl))
+        b = analysis.analyze_conversation(read_log(jsonl.with_suffix(".log")))
+        for key in ("character_count", "loop_score", "loop_density", "response_lengths", "top_segments",
+                    "loop_onset_turn"):
+            assert a[key] == b[key], (jsonl.name, key)
+        assert a["assistant_turns"] == b["assistant_turns"]

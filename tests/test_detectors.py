@@ -126,6 +126,43 @@ def test_tfidf_cosine():
     assert cos[(2, 0)] == pytest.approx(0.0, abs=1e-9)
 
 
+def plain_tfidf_cosines(texts: list[str], window: int = 3) -> dict:
+    """The same TF-IDF written out with dicts, to check the numpy one."""
+    from collections import Counter
+    from math import log, sqrt
+
+    from broken_record.metrics import tokens
+
+    def features(text):
+        toks, flat = tokens(text), " ".join(text.lower().split())
+        return Counter([("w", t) for t in toks] + [("b", a, b) for a, b in zip(toks, toks[1:])]
+                       + [("c", flat[i:i + 4]) for i in range(len(flat) - 3)])
+
+    counts = [features(t) for t in texts]
+    df = Counter(f for c in counts for f in c)
+    vectors = []
+    for c in counts:
+        w = {f: (1 + log(v)) * (log((1 + len(texts)) / (1 + df[f])) + 1) for f, v in c.items()}
+        norm = sqrt(sum(x * x for x in w.values())) or 1.0
+        vectors.append({f: x / norm for f, x in w.items()})
+    return {(i, j): sum(x * vectors[j].get(f, 0.0) for f, x in vectors[i].items())
+            for i in range(len(texts)) for j in range(max(0, i - window), i)}
+
+
+@pytest.mark.parametrize("name", ["cold", "hot", "orig", "norep"])
+def test_tfidf_cosines_match_a_plain_implementation(name):
+    texts = [r.text for r in REAL[name]]
+    fast, plain = d.tfidf_cosines(texts), plain_tfidf_cosines(texts)
+    assert fast.keys() == plain.keys()
+    for pair, value in plain.items():
+        assert fast[pair] == pytest.approx(value, abs=1e-9), pair
+
+
+def test_char_runs():
+    texts = ["fine", "hahahahahaha!", "hahaha", "!!!!!!!!!!!!", "......", "abcdefghij" * 6]
+    assert d.char_runs(texts) == {1: 12, 3: 12, 5: 60}
+
+
 # --- breaks -----------------------------------------------------------------------
 
 
@@ -144,6 +181,13 @@ def test_word_soup_from_a_stop_reason():
     assert d.word_soup(soup)["present"]
     calm = [replace(r, stop="eos" if r.generated else None, tokens=None) for r in HOT]
     assert not d.word_soup(calm)["present"]
+
+
+def test_word_soup_needs_more_than_a_short_limit():
+    # A 64-token limit cuts ordinary replies: stopping on it is not word soup by itself.
+    short = [replace(r, text=r.text[:250], stop="limit" if r.generated else None) for r in ORIG]
+    entry = d.word_soup(short)
+    assert not entry["present"] and entry["limit_turns"] == list(range(1, 11))
 
 
 def test_word_soup_from_the_text_alone():
@@ -169,6 +213,8 @@ def test_apostrophe_break():
     assert entry["present"] and entry["cut_off"] == [1] and entry["garbled"] == [3]
     for name in ("cold", "hot", "orig", "norep"):
         assert not d.apostrophe_break(REAL[name])["present"], name
+    # A whole contraction at the end is not a cut.
+    assert not d.apostrophe_break(crafted([ORIG[3].text + " and that's"]))["present"]
 
 
 def test_leading_whitespace():

@@ -33,10 +33,15 @@ def run_v0(out_dir: Path, *args: str, **env_extra: str) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=900)
 
 
+# run.sh's default is 1000 tokens; 400 show the same collapse in a third of
+# the time on a busy 2-core machine.
+N_PREDICT = 400
+
+
 @pytest.fixture(scope="module")
 def v0_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("v0")
-    proc = run_v0(out)
+    proc = run_v0(out, "--n-predict", str(N_PREDICT))
     assert proc.returncode == 0, proc.stderr
     return proc, json.loads((out / "generation.json").read_text(encoding="utf-8")), out
 
@@ -57,7 +62,7 @@ def test_measure_tells_alternation_from_collapse():
     alternating = " fine.<|im_end|>\n<|im_start|>user\nTheo: ok.<|im_end|>\n<|im_start|>assistant\nLuna: yes."
     m = g.measure(prompt, alternating, 300, 20)
     assert m["output_turns"] == 3 and m["output_chatml_roles"] == ["user", "assistant"]
-    assert m["output_switches"] == 1 and not m["collapsed"]
+    assert m["output_switches"] == 2 and not m["collapsed"]  # Luna (open turn) -> Theo -> Luna
     m = g.measure(prompt, " He loves you. He loves you. He loves you.", 300, 12)
     assert m["output_turns"] == 1 and m["output_switches"] == 0 and m["collapsed"]
     assert (m["top_sentence"], m["top_sentence_count"]) == ("He loves you.", 3)
@@ -79,7 +84,7 @@ def test_run_sh_generates_one_long_completion(v0_run):
     assert data["request"]["ignore_eos"] is True and data["request"]["seed"] == 42
     assert data["stop_type"] == "limit"
     tokens = data["tokens"]
-    assert len(tokens) == data["tokens_predicted"] == data["request"]["n_predict"] == 1000
+    assert len(tokens) == data["tokens_predicted"] == data["request"]["n_predict"] == N_PREDICT
     assert all(isinstance(t, int) for t in tokens)
     # every generated id has its text, looked up on the server
     assert set(data["token_text"]) == {str(t) for t in tokens}
@@ -99,7 +104,24 @@ def test_run_shows_the_collapse_into_one_speaker(v0_run):
     assert m["output_words"] > 10 * m["prompt_words_per_turn"]
     # the control run, EOS honoured, ends the turn early instead
     assert data["control"]["stop_type"] == "eos"
-    assert data["control"]["tokens_predicted"] < 1000
+    assert data["control"]["tokens_predicted"] < N_PREDICT
+
+
+def test_committed_sample_matches_its_measurement_and_the_readme():
+    g = load_generate()
+    sample = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    prompt = g.PROMPT_FILE.read_text(encoding="utf-8").removesuffix("\n")
+    assert sample["request"]["n_predict"] == len(sample["tokens"]) == 1000
+    m = sample["measurement"]
+    recomputed = g.measure(prompt, sample["text"], sample["prompt_tokens"], len(sample["tokens"]))
+    assert {k: v for k, v in m.items() if k != "loop_from_token"} == \
+        {k: v for k, v in recomputed.items() if k != "loop_from_token"}
+    assert m["collapsed"] and m["output_turns"] == 1
+    readme = (V0 / "README.md").read_text(encoding="utf-8")
+    for figure in (f"from token {m['loop_from_token']} on", f"{m['top_sentence_count']} times",
+                   f"after {sample['control']['tokens_predicted']} tokens", f"| {m['output_words']} |",
+                   f"| {sample['prompt_tokens']} |"):
+        assert figure in readme
 
 
 def test_run_is_reproducible_with_the_fixed_seed(v0_run, tmp_path):

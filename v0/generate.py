@@ -74,7 +74,7 @@ def switches(sequence: list[str]) -> int:
 def dialogue_turns(prompt: str) -> list[str]:
     """Texts of the prompt's user and assistant turns, in order (the system turn left out).
 
-    "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nTheo: hi<|im_end|>" -> ["Theo: hi"]
+    "<|im_start|>system\\nS<|im_end|>\\n<|im_start|>user\\nTheo: hi<|im_end|>" -> ["Theo: hi"]
     """
     return re.findall(r"<\|im_start\|>(?:user|assistant)\n(.*?)(?=<\|im_end\|>|$)", prompt, flags=re.DOTALL)
 
@@ -117,7 +117,9 @@ def measure(prompt: str, generated: str, prompt_tokens: int, output_tokens: int,
     turns = dialogue_turns(prompt)
     prompt_speakers = [t.split(":", 1)[0].strip() for t in turns]
     closed = turns[:-1]  # the last turn is the open one the model continues
+    # the output starts inside the open turn, so its speaker comes first
     lines = speaker_lines(generated, speakers)
+    sequence = prompt_speakers[-1:] + lines
     roles = chatml_roles(generated)
     # The output continues the prompt's open turn: that is one turn, plus one
     # for every ChatML header the model writes itself.
@@ -137,14 +139,14 @@ def measure(prompt: str, generated: str, prompt_tokens: int, output_tokens: int,
         "output_turns": output_turns,
         "output_tokens_per_turn": round(output_tokens / output_turns, 1),
         "output_speaker_lines": dict(Counter(lines)),
-        "output_switches": switches(lines),
+        "output_switches": switches(sequence),
         "output_newlines": generated.count("\n"),
         "top_sentence": sentence,
         "top_sentence_count": count,
         "top_sentence_share": round(len(sentence) * count / max(1, len(generated)), 3),
         "loop_from_char": loop_tail(generated, sentence),
         "loop_from_token": None,  # filled in where the token texts are known
-        "collapsed": output_turns == 1 and switches(lines) == 0,
+        "collapsed": output_turns == 1 and switches(sequence) == 0,
     }
 
 

@@ -11,6 +11,7 @@ Adapters keep wire details to themselves; callers see only `Completion`.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
@@ -153,15 +154,30 @@ class Engine:
             raise exc
         return resp
 
-    @staticmethod
-    def events(resp: requests.Response):
+    def events(self, resp: requests.Response):
         """SSE events from a streamed response; a dropped connection -> ConnectionLost."""
         client = SSEClient(resp.iter_content(chunk_size=None))
+        self._active = resp
         try:
             yield from client.events()
-        except (requests.RequestException, ConnectionError) as err:
+        except (requests.RequestException, ConnectionError, AttributeError, ValueError) as err:
+            # AttributeError/ValueError: the response was closed under us by abort()
             raise ConnectionLost(f"stream dropped ({type(err).__name__})")
         finally:
+            self._active = None
+            resp.close()
+
+    def abort(self) -> None:
+        """Close the stream in flight (from another thread): its reader stops at once."""
+        resp = getattr(self, "_active", None)
+        if resp is not None:
+            conn = getattr(resp.raw, "connection", None)
+            sock = getattr(conn, "sock", None)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)   # wakes a read blocked in another thread
+            except OSError:
+                pass
             resp.close()
 
     # -- the interface ----------------------------------------------------
