@@ -19,7 +19,10 @@ test: setup-dev
 	@$(PY) -m pytest -q
 
 bench: setup-dev
-	@$(PY) bench/run_all.py
+	$(PY) bench/bench_parrot.py --tokens 8192
+	$(PY) bench/bench_batch.py
+	$(PY) bench/bench_analyze.py
+	$(PY) bench/bench_view.py
 
 clean:
 	rm -rf .venv .pytest_cache

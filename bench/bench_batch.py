@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Aggregate throughput of parrot.sh's parallel conversations vs the server's ceiling.
+
+For K = 1, 2, 4: (a) the ceiling: one embedded llama-server with K slots
+answering K concurrent plain /completion requests (EOS ignored, same length);
+(b) parrot: K conversations of the shipped config at once (`-j K`), servers
+started with K slots. Both report generated tokens per second of wall time.
+
+    python bench/bench_batch.py [--ks 1 2 4] [--tokens 1024] [--out bench/results/batch.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from broken_record.batch import Batch, ServerPool  # noqa: E402
+from broken_record.config import load_config, parse_config  # noqa: E402
+from broken_record.roles import embedded_servers  # noqa: E402
+from broken_record.server import EmbeddedServer  # noqa: E402
+
+PROMPT = ("<|im_start|>system\nJuno and Theo are on a first date at a night market.<|im_end|>\n"
+          "<|im_start|>user\nTheo: Tell me a long story about the river.<|im_end|>\n"
+          "<|im_start|>assistant\nJuno:")
+
+
+def ceiling(k: int, n_predict: int, rounds: int = 2) -> float:
+    with EmbeddedServer(ctx=2048, slots=k, name=f"ceiling{k}") as srv:
+        requests.post(srv.url + "/completion", json={"prompt": PROMPT, "n_predict": 8})  # warm-up
+        total, t0 = 0, time.perf_counter()
+        lock = threading.Lock()
+
+        def one(seed):
+            nonlocal total
+            r = requests.post(srv.url + "/completion", json={
+                "prompt": PROMPT, "n_predict": n_predict, "ignore_eos": True, "seed": seed,
+                "temperature": 0.87, "cache_prompt": True}, timeout=600).json()
+            with lock:
+                total += r["tokens_predicted"]
+        for rnd in range(rounds):
+            threads = [threading.Thread(target=one, args=(rnd * k + i,)) for i in range(k)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return total / (time.perf_counter() - t0)
+
+
+def parrot(k: int, tokens: int) -> dict:
+    raw = load_config(ROOT / "config.json").raw
+    config = parse_config({**raw, "total_tokens": tokens}, "bench")
+    console = Console(file=open(os.devnull, "w"))
+    with tempfile.TemporaryDirectory() as tmp, embedded_servers(config, slots=k) as urls:
+        batch = Batch(config, Path(tmp), k, k, console, display_text=False)
+        pools = {n: ServerPool(n, u, batch.warn) for n, u in urls.items()}
+        t0 = time.perf_counter()
+        code = batch.run(pools)
+        wall = time.perf_counter() - t0
+        convs = batch.manifest["conversations"]
+    return {"exit_code": code, "tokens": batch.tokens, "wall_s": round(wall, 2),
+            "tokens_per_second": round(batch.tokens / wall, 2),
+            "complete": sum(c["outcome"] == "complete" for c in convs)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--tokens", type=int, default=1024, help="total_tokens per conversation")
+    ap.add_argument("--n-predict", type=int, default=256)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "batch.json"))
+    args = ap.parse_args()
+    rows = []
+    for k in args.ks:
+        c = ceiling(k, args.n_predict)
+        p = parrot(k, args.tokens)
+        rows.append({"k": k, "ceiling_tokens_per_second": round(c, 2), "parrot": p,
+                     "ratio": round(p["tokens_per_second"] / c, 3)})
+        print(json.dumps(rows[-1]), flush=True)
+    out = {"what": "aggregate generated tokens/s, SmolLM2-135M on the embedded llama-server",
+           "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),
+           "per_conversation_total_tokens": args.tokens, "ceiling_n_predict": args.n_predict,
+           "rows": rows, "target": "parrot >= 0.90 x ceiling at every K"}
+    Path(args.out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
