@@ -15,6 +15,10 @@ extend each top segment). The classic figures read every assistant line, as
 the original did; detectors and ``metrics`` skip the config's opening lines
 where the log tells them apart. A file that cannot be read is skipped with a
 warning naming it.
+
+With a judge (``write_analysis(..., judge=URL)`` or ``analyze.py --judge``),
+judge.py adds a ``"judge"`` entry to each conversation and to the folder,
+after the pooled analysis and in this process.
 """
 
 from __future__ import annotations
@@ -238,9 +242,20 @@ def write_outputs(folder: str | Path, analysis: dict) -> list[str]:
     return new
 
 
-def write_analysis(path: str | Path, workers: int | None = None) -> dict:
-    """Analyse a folder and write its outputs; returns the analysis dict."""
+def write_analysis(path: str | Path, workers: int | None = None, judge: str | None = None,
+                   judge_engine: str = "auto", judge_lines: int = 5) -> dict:
+    """Analyse a folder and write its outputs; returns the analysis dict.
+
+    ``judge``: a judge server URL or ``"embedded"`` (see judge.py), asked after
+    the pooled analysis; its warnings (an unreachable judge, unusable replies)
+    are added to the analysis' ``warnings``, never raised.
+    """
     analysis = analyze_folder(path, workers=workers)
+    if judge:
+        from broken_record import judge as judge_mod
+
+        notes = judge_mod.judge_folders([(path, analysis)], judge, kind=judge_engine, lines=judge_lines)
+        analysis["warnings"] = list(analysis.get("warnings", [])) + notes
     write_outputs(path, analysis)
     return analysis
 

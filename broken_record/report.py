@@ -36,6 +36,9 @@ def print_report(analysis: dict, console: Console | None = None) -> None:
     _length_histogram(console, summary["histograms"]["response_length"])
     console.print(types_table(analysis))
     console.print(summary_table(analysis))
+    judge = analysis.get("judge")
+    if judge and not judge.get("error"):
+        _judge_summary(console, judge)
     for warning in analysis.get("warnings", []):
         console.print(Text(f"warning: {warning}", style="yellow"))
 
@@ -62,6 +65,34 @@ def _conversation(console: Console, conv: dict) -> None:
         console.print(Text(f"  {segment} (found {count} times)"))
         for other, c in longer:
             console.print(Text(f"  >> {other} (found {c} times)", style="dim"))
+    if conv.get("judge"):
+        _judge(console, conv["judge"])
+
+
+def _words(pairs: list) -> str:
+    return ", ".join(f"{word} ({count})" for word, count in pairs) or "none"
+
+
+def _judge(console: Console, judge: dict) -> None:
+    """The judge's summaries of one conversation, and the words that recur in them."""
+    head = Text("Judge: ", style="bold")
+    head.append(f"{len(judge['chunks'])} chunk(s) summarised")
+    if judge.get("errors"):
+        head.append(f", {judge['errors']} unusable repl{'y' if judge['errors'] == 1 else 'ies'}", style="yellow")
+    if judge.get("skipped"):
+        head.append(f", {judge['skipped']} not judged", style="yellow")
+    console.print(head)
+    # summaries and unusable replies in the order of the conversation
+    for entry in sorted(judge["chunks"] + judge.get("garbage", []), key=lambda e: e["lines"][0]):
+        start, end = entry["lines"]
+        if "summary" in entry:
+            line = Text(f"  lines {start}-{end}: ", style="dim")
+            line.append(entry["summary"])
+        else:
+            line = Text(f"  lines {start}-{end}: unusable reply ({entry['error']})", style="yellow")
+        console.print(line)
+    console.print(Text(f"  recurring topics: {_words(judge['recurring_topics'])}"))
+    console.print(Text(f"  recurring themes: {_words(judge['recurring_themes'])}"))
 
 
 def _bar(count: int) -> str:
@@ -124,3 +155,20 @@ def summary_table(analysis: dict) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _judge_summary(console: Console, judge: dict) -> None:
+    """The folder's judge line: who judged, how it went, the words recurring across the folder."""
+    where = "embedded llama-server" if judge.get("embedded") else judge.get("url")
+    head = Text("\nJudge: ", style="bold")
+    model = judge.get("model") or "?"
+    if model.endswith(".gguf"):
+        model = model.replace("\\", "/").rsplit("/", 1)[-1]  # a llama-server model path: its file name
+    head.append(f"{model} ({judge.get('engine')}, {where}, "
+                f"replies constrained by {judge.get('constraint') or 'nothing'}): "
+                f"{judge['chunks']} chunk(s) summarised, {judge['errors']} unusable")
+    if judge.get("skipped"):
+        head.append(f", {judge['skipped']} not judged", style="yellow")
+    console.print(head)
+    console.print(Text(f"  recurring topics across the folder: {_words(judge['recurring_topics'])}"))
+    console.print(Text(f"  recurring themes across the folder: {_words(judge['recurring_themes'])}"))

@@ -90,3 +90,35 @@ def test_human_plays_the_user(tmp_path, llama_server):
     assert users[0]["source"] == "human" and users[0]["text"] == "Theo: I brought you a tiny radio."
     assert users[1]["source"] == "model"
     assert users[2]["source"] == "human" and users[2]["text"] == "Theo: It plays only love songs."
+
+
+def test_a_teed_stdout_log_analyses_like_the_jsonl(tmp_path, llama_server):
+    """`python parrot.py config.json | tee x.log` gives a log analyze.py reads with
+    the same classic figures as the structured log."""
+    from broken_record.analysis import analyze_file
+    cfg = write_config(tmp_path, api_url=llama_server.url, total_tokens=300, turn_max_tokens=48)
+    out = tmp_path / "run"
+    r = subprocess.run(PARROT + [str(cfg), "--out", str(out), "--name", "conv"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    teed = tmp_path / "x.log"
+    teed.write_text(r.stdout)
+    from_text, err1 = analyze_file(str(teed))
+    from_jsonl, err2 = analyze_file(str(out / "conv.jsonl"))
+    assert err1 is None and err2 is None
+    for key in ("character_count", "loop_score", "loop_density", "response_lengths", "top_segments"):
+        assert from_text[key] == from_jsonl[key], key
+    assert from_text["assistant_turns"] == from_jsonl["assistant_turns"] >= 3
+
+
+def test_parrot_llama_server_env_selects_the_binary(tmp_path, monkeypatch):
+    from broken_record.server import EmbeddedServer, llama_server_binary
+    real = llama_server_binary()
+    monkeypatch.setenv("PARROT_LLAMA_SERVER", real)
+    with EmbeddedServer(ctx=256, name="env") as srv:
+        assert srv.command()[0] == real
+    monkeypatch.setenv("PARROT_LLAMA_SERVER", str(tmp_path / "missing"))
+    import pytest
+    from broken_record.errors import ServerError
+    with pytest.raises(ServerError, match="PARROT_LLAMA_SERVER=.*missing is not an executable"):
+        llama_server_binary()
