@@ -29,7 +29,6 @@ from . import __version__
 from .config import Config, load_config
 from .dialogue import Dialogue, Outcome
 from .display import Display
-from .engines import EngineError
 from .errors import ParrotError
 from .roles import Role, embedded_servers, open_role
 from .runlog import RunLog, now_iso, stamp

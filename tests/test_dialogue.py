@@ -4,7 +4,6 @@ import json
 import re
 import threading
 
-import pytest
 
 from broken_record.config import load_config
 from broken_record.dialogue import Dialogue

@@ -198,6 +198,29 @@ class Engine:
     def count_tokens(self, text: str) -> int | None:
         raise NotImplementedError
 
+    def stream_error(self, obj: dict, result: Completion) -> EngineError | None:
+        """The error an in-stream `data: {"error": ...}` chunk reports, if it is one.
+
+        llama-server and vLLM send {"error": {...}} (vLLM also {"object": "error", ...}),
+        koboldcpp {"detail": {"msg": ...}}.
+        """
+        if "error" in obj:
+            err = obj["error"]
+        elif "detail" in obj:
+            err = obj["detail"]
+        elif obj.get("object") == "error":
+            err = obj
+        else:
+            return None
+        if isinstance(err, dict):
+            msg = err.get("message", err.get("msg", err))
+            etype = err.get("type")
+        else:
+            msg, etype = err, None
+        result.error = str(msg)
+        cls = ContextOverflow if etype == "exceed_context_size_error" else EngineError
+        return cls(f"{self.role} server {self.url}: {msg}")
+
     def stream(self, prompt: str, params: dict, max_tokens: int, stop: list[str]) -> Stream:
         result = Completion()
         return Stream(self._generate(prompt, params, max_tokens, stop, result), result)

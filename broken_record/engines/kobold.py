@@ -71,11 +71,9 @@ class KoboldCpp(Engine):
             obj = parse_data(event.data, result)
             if obj is None:
                 continue
-            if "error" in obj or "detail" in obj:
-                err = obj.get("error") or obj.get("detail")
-                msg = err.get("msg", err.get("message", err)) if isinstance(err, dict) else err
-                result.error = str(msg)
-                raise EngineError(f"{self.role} server {self.url}: {msg}")
+            error = self.stream_error(obj, result)
+            if error:
+                raise error
             piece = obj.get("token") or ""
             if piece:
                 if result.ttft_ms is None:

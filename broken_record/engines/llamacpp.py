@@ -6,8 +6,7 @@ the token counts and the settings the server applied; there is no [DONE].
 
 from __future__ import annotations
 
-from .base import (Completion, ConnectionLost, ContextOverflow, Engine, EngineError,
-                   ServerInfo, clock, parse_data)
+from .base import Completion, ConnectionLost, Engine, ServerInfo, clock, parse_data
 
 NATIVE = ["temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty",
           "repeat_last_n", "presence_penalty", "frequency_penalty", "dry_multiplier",
@@ -52,13 +51,9 @@ class LlamaServer(Engine):
             obj = parse_data(event.data, result)
             if obj is None:
                 continue
-            if "error" in obj:
-                err = obj["error"]
-                msg = err.get("message", err) if isinstance(err, dict) else err
-                etype = err.get("type") if isinstance(err, dict) else None
-                result.error = str(msg)
-                cls = ContextOverflow if etype == "exceed_context_size_error" else EngineError
-                raise cls(f"{self.role} server {self.url}: {msg}")
+            error = self.stream_error(obj, result)
+            if error:
+                raise error
             piece = obj.get("content") or ""
             if piece:
                 if result.ttft_ms is None:

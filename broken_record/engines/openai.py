@@ -83,11 +83,9 @@ class OpenAICompatible(Engine):
             obj = parse_data(event.data, result)
             if obj is None:
                 continue
-            if "error" in obj or obj.get("object") == "error":
-                err = obj.get("error", obj)
-                msg = err.get("message", err) if isinstance(err, dict) else err
-                result.error = str(msg)
-                raise EngineError(f"{self.role} server {self.url}: {msg}")
+            error = self.stream_error(obj, result)
+            if error:
+                raise error
             for choice in obj.get("choices") or []:
                 piece = choice.get("text")
                 if piece is None:
