@@ -69,9 +69,25 @@ def parrot(k: int, tokens: int) -> dict:
         code = batch.run(pools)
         wall = time.perf_counter() - t0
         convs = batch.manifest["conversations"]
+        split = time_split(Path(tmp))
     return {"exit_code": code, "tokens": batch.tokens, "wall_s": round(wall, 2),
             "tokens_per_second": round(batch.tokens / wall, 2),
-            "complete": sum(c["outcome"] == "complete" for c in convs)}
+            "complete": sum(c["outcome"] == "complete" for c in convs), **split}
+
+
+def time_split(folder: Path) -> dict:
+    """Where the servers' time went, per role: prompt processing vs generation."""
+    out = {}
+    for role in ("assistant", "user"):
+        turns = [t for p in folder.glob("*.jsonl") for t in map(json.loads, p.open())
+                 if t.get("source") == "model" and t["role"] == role]
+        prompt = sum(t["prompt_tokens"] or 0 for t in turns)
+        out[role] = {"server_prompt_s": round(sum(t["server_prompt_ms"] or 0 for t in turns) / 1000, 2),
+                     "server_generation_s": round(sum(t["server_gen_ms"] or 0 for t in turns) / 1000, 2),
+                     "prompt_tokens": prompt,
+                     "prompt_cached_share": round(sum(t["cached_tokens"] or 0 for t in turns) / prompt, 3)
+                     if prompt else None}
+    return out
 
 
 def main() -> None:
