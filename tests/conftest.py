@@ -36,3 +36,11 @@ def small_config(tmp_path, llama_server):
         path.write_text(json.dumps(raw))
         return path
     return make
+
+
+def sigint_default():
+    """preexec_fn for a child the test will Ctrl-C: a shell without job control
+    (CI runners, `cmd &` in a script) starts it with SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from broken_record.server import EmbeddedServer
-from conftest import ROOT
+from conftest import ROOT, sigint_default
 from test_server import pids_of_llama_servers
 
 PARROT_SH = str(ROOT / "parrot.sh")
@@ -73,7 +73,7 @@ def test_parallel_conversations_overlap(tmp_path):
 def test_interrupt_then_resume(tmp_path):
     cfg = config(tmp_path, total_tokens=600)
     proc = subprocess.Popen([PARROT_SH, "3", str(cfg)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     deadline = time.time() + 600
     while time.time() < deadline:
         folders = [p for p in tmp_path.iterdir() if p.name.startswith("parrot_")]

@@ -179,3 +179,28 @@ def test_fast_equals_reference_on_real_turns_recombined():
         turns.append(text)
     text = " ".join([turns[1], turns[2], turns[1], turns[3], turns[2], turns[0]])
     assert mine_fast(text) == mine_reference(text)
+
+
+# Texts on which faster designs tried for issue 5 went wrong (found by the property
+# tests above): new repeats across the empty words a removal leaves, two windows through
+# one new empty word at different offsets, repeats that appear only after a level's last
+# group is gone, runs of empty words, small n_min. Kept as fixed cases for any rewrite.
+HARD_CASES = [
+    ('a  a  a  a  sat a  a  a  a  a  a  a  a  a  a  a  mattress mat a  a  a  a  a  sat a  the', 8, 2),
+    ("sat  sat sat  sat sat  sat sat  sat mattress mat ba sat  sat sat  sat sat  sat sat  sat sat  sat mattress I'm  mattress mattress     sat sat  sat sat  sat sat  sat cat mattress ba       cat     ba cat", 10, 2),
+    ("b ba glad I'm  sat sat ba cat ba ab mattress ab well.  so glad a so cat well. ab well.  so glad a so cat well. ab well.  so glad a so cat well. ab well.  so glad a so cat well. ab well.  so glad a so cat well. so b ba glad I'm  mattress I'm sat", 12, 2),
+    ("I'm ab b b b b ba so well. b b b   well. a mat  well. a mat I'm I'm I'm  well. a mat  well. a mat  well. a mat  well. a mat  well. a mat ba I'm I'm I'm I'm I'm I'm I'm   well. a mat  well. a mat  well. a mat  well. a mat ab ab b well. ab b b b b", 64, 5),
+    (' cat sat cat ab mat mat ba  cat sat cat ab mat mat ba  cat sat cat ab mat mat ba  mat cat cat b a  cat mat cat cat b mat cat cat b mat cat cat b mat cat cat b a mat cat cat b mat cat cat b mat cat cat b  cat sat cat ab mat mat ba  cat sat cat ab mat mat ba', 64, 5),
+    (" cat glad  cat  cat  cat  cat cat  cat  cat  cat  cat  cat  cat the a a  cat  cat  cat  cat  cat  cat glad I'm  cat  cat  cat  cat  cat ab  cat  cat  cat I'm the  cat mat glad the  cat  cat  cat  cat the    cat  cat  cat  cat ba  cat  cat  cat  cat  cat  cat ab", 7, 2),
+    (" a cat ab  a cat ab  a cat ab  a cat ab  a cat ab mattress  glad  the mat mat so glad  the mat mat so glad  the mat mat so glad  the mat mat so glad  the mat mat so sat glad ab the glad b mat I'm I'm the glad b mat I'm I'm the glad b mat I'm I'm the glad b mat I'm I'm glad", 12, 2),
+    ('well. cat  well. sat cat well. cat  well. sat cat well. cat  well. sat cat sat  cat b well. glad sat  cat b well. glad sat  cat b well. glad mat mattress mattress b so  mattress sat glad b mattress mattress b so  mattress sat glad b a so sat  cat b well. glad sat  cat b well. glad sat  cat b well. glad', 13, 2),
+    ('  a   a   a   a   a mat ab ab mat cat mat ab ab mat cat mat ab ab mat cat mat ab ab mat cat   a   a   a mat ab ab mat cat mat ab ab mat cat mat ab ab mat cat ba mattress sat ba ba mattress sat ba ba mattress sat ba ba mattress sat ba ba mattress sat ba ba mattress sat ba   a   a   a   a   a   a mattress', 11, 5),
+    ("b b b b b b b b b b b b ba ba I'm b b b b b b b b b b b b b sat well. b b b b b b b b b ba mat b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b ba mat b b b b b b b I'm sat b b b b b b cat b b b b b b b b b b b b b b b ba b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b mattress well. the", 12, 3),
+    ("well. so sat mat I'm so  ab so mat ab so mat", 13, 2),
+    ("mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat so cat mattress cat ab  well. ba a well. mat well. mat I'm mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat sat so ab mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat a sat the so b a so ba so ab I'm so b a so ba so ab I'm so b a so ba so ab I'm a mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat so cat so b a so ba so ab I'm so b a so ba so ab I'm the mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat mattress cat ab  well. ba a well. mat the  ", 11, 2),
+]
+
+
+@pytest.mark.parametrize("text, n_max, n_min", HARD_CASES, ids=[f"hard{i}" for i in range(len(HARD_CASES))])
+def test_fast_equals_reference_on_hard_cases(text, n_max, n_min):
+    assert mine_fast(text, n_max, n_min) == mine_reference(text, n_max, n_min)

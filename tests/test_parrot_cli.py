@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT
+from conftest import ROOT, sigint_default
 from test_server import pids_of_llama_servers
 
 PARROT = [sys.executable, str(ROOT / "parrot.py")]
@@ -59,7 +59,8 @@ def test_sigint_keeps_the_turns_and_marks_interrupted(tmp_path, llama_server):
     cfg = write_config(tmp_path, api_url=llama_server.url, total_tokens=4000, turn_max_tokens=64)
     out = tmp_path / "out"
     proc = subprocess.Popen(PARROT + [str(cfg), "--out", str(out), "--name", "c"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     deadline = time.time() + 300
     while time.time() < deadline:
         path = out / "c.jsonl"

@@ -13,7 +13,7 @@ import requests
 from broken_record.errors import ServerError
 from broken_record.server import EmbeddedServer
 
-from conftest import ROOT
+from conftest import ROOT, sigint_default
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -101,7 +101,8 @@ with EmbeddedServer(ctx=512, name="child") as s:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_no_orphan_when_the_program_is_stopped(sig):
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(root=str(ROOT))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     server_pid = int(proc.stdout.readline())
     assert server_pid in pids_of_llama_servers()
     os.kill(proc.pid, sig)
