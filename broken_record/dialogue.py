@@ -192,11 +192,13 @@ class Dialogue:
             except EngineError as err:
                 if stream is not None:
                     self.malformed += stream.result.malformed
+                    # end the partial line, so that what follows on stdout (a retry,
+                    # or "--- DONE ---") starts a line of its own
+                    self.display.write("\n")
                 if self.cancel is not None and self.cancel.is_set():
                     raise KeyboardInterrupt     # aborted from outside, not a failure
                 if not err.retryable:
                     raise
-                self.display.write("\n")
                 other = self.reconnect(role.name, role) if self.reconnect else None
                 if other is not None:
                     # another server of the same role takes over: the prompt is

@@ -169,3 +169,29 @@ def test_cancel_event_interrupts(tmp_path, small_config):
     assert outcome.end_reason == "interrupted"
     footer = read_jsonl(log.jsonl_path)[-1]
     assert footer["end_reason"] == "interrupted" and footer["complete"] is False
+
+
+def test_a_failed_turn_leaves_the_stdout_layout_readable(tmp_path, small_config, monkeypatch):
+    """The partial line of a failed turn is ended, so "--- DONE ---" starts a line:
+    here the server reports an error in the middle of the stream (not retried)."""
+    import io
+    import json as _json
+
+    import fakes
+    from broken_record.display import Display
+
+    def failing_events(fake, pieces, finish, body):
+        yield "data: " + _json.dumps({"choices": [{"index": 0, "text": "a b",
+                                                   "finish_reason": None}]}) + "\n\n"
+        yield "data: " + _json.dumps({"error": {"message": "out of memory", "type": "server_error"}}) + "\n\n"
+        yield "data: [DONE]\n\n"
+    monkeypatch.setattr(fakes, "openai_events", failing_events)
+    out = io.StringIO()
+    with FakeServer("openai", ["unused\n"]) as fake:
+        cfg, outcome, log = run_dialogue(small_config(api_url=fake.url, template="chatml"),
+                                         tmp_path, display=Display(stream=out, color=False))
+    assert outcome.end_reason == "error" and "out of memory" in outcome.detail
+    lines = out.getvalue().splitlines()
+    assert "--- DONE ---" in lines
+    assert [line for line in lines[:lines.index("--- DONE ---")] if line.startswith("Juno:")] == \
+        ["Juno:a b"]

@@ -120,6 +120,7 @@ class Engine:
         self.role = role
         self.session = requests.Session()
         self.info: ServerInfo | None = None
+        self._active: requests.Response | None = None   # the stream being read, for abort()
 
     # -- plumbing ---------------------------------------------------------
     def _request(self, method: str, path: str, timeout: float | None = None, **kw) -> requests.Response:
@@ -169,7 +170,7 @@ class Engine:
 
     def abort(self) -> None:
         """Close the stream in flight (from another thread): its reader stops at once."""
-        resp = getattr(self, "_active", None)
+        resp = self._active
         if resp is not None:
             conn = getattr(resp.raw, "connection", None)
             sock = getattr(conn, "sock", None)
