@@ -10,8 +10,9 @@ the project's own RunLog, as parrot.sh would, with config.json and
 manifest.json beside them.
 
 Then it times:
-- the classic mining, straightforward (``mine_reference``) on a subset and
-  fast (``mine_fast``) on every conversation, checking that both agree;
+- the classic mining, straightforward (``mine_reference``) and numpy
+  (``mine_numpy``) on a subset, compiled (``mine_compiled``, what analyze.py
+  uses) on the subset and on every conversation, checking that all agree;
 - ``analyze_folder`` over the folder with 1 process and with every core.
 
 Prints the figures and writes bench/results/analyze.json. Not a test: no
@@ -132,7 +133,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--conversations", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=16000, help="tokens per conversation (estimated)")
-    parser.add_argument("--subset", type=int, default=10, help="conversations timed with the straightforward miner")
+    parser.add_argument("--subset", type=int, default=100, help="conversations timed with the straightforward and numpy miners")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "analyze.json"))
     parser.add_argument("--keep", help="build the folder here and keep it")
@@ -158,29 +159,38 @@ def main() -> int:
         conv = read_log(path)
         texts.append(classic.assistant_lines(conv.classic_lines, conv.agent_prefix)[0])
     words = [len(t.split(" ")) for t in texts]
-    classic.mine_fast("warm up warm up warm up warm up warm up")  # numpy's first-call costs
+    # First calls compile (numba) or pay numpy's first-call costs: not timed.
+    classic.mine_numpy("warm up warm up warm up warm up warm up")
+    compile_start = time.perf_counter()
+    classic.mine_compiled("warm up warm up warm up warm up warm up")
+    first_call_s = time.perf_counter() - compile_start
     step = max(1, len(texts) // args.subset)
     subset = list(range(0, len(texts), step))[: args.subset]
-    reference_s, fast_on_subset_s, agree = [], [], True
+    reference_s, numpy_s, compiled_s, agree = [], [], [], True
     for i in subset:
         ref_time, ref = best_of(2, classic.mine_reference, texts[i])
-        fast_time, fast = best_of(5, classic.mine_fast, texts[i])
-        agree = agree and ref == fast
+        numpy_time, by_numpy = best_of(3, classic.mine_numpy, texts[i])
+        compiled_time, by_compiled = best_of(5, classic.mine_compiled, texts[i])
+        agree = agree and ref == by_numpy == by_compiled
         reference_s.append(ref_time)
-        fast_on_subset_s.append(fast_time)
+        numpy_s.append(numpy_time)
+        compiled_s.append(compiled_time)
         print(f"  conversation {i:3d}: {words[i]:5d} words, straightforward {ref_time * 1000:7.1f} ms, "
-              f"fast {fast_time * 1000:6.2f} ms, x{ref_time / fast_time:5.1f}")
-    fast_all_s = [best_of(3, classic.mine_fast, t)[0] for t in texts]
-    speedup = sum(reference_s) / sum(fast_on_subset_s)
+              f"numpy {numpy_time * 1000:6.2f} ms (x{ref_time / numpy_time:5.1f}), "
+              f"compiled {compiled_time * 1000:6.3f} ms (x{ref_time / compiled_time:6.1f})")
+    compiled_all_s = [best_of(3, classic.mine_compiled, t)[0] for t in texts]
+    speedup = sum(reference_s) / sum(compiled_s)
     # CPU time as well: the machine may be shared, and CPU time is what contention inflates least.
     cpu_reference = sum(best_of(2, classic.mine_reference, texts[i], clock=time.process_time)[0] for i in subset)
-    cpu_fast = sum(best_of(5, classic.mine_fast, texts[i], clock=time.process_time)[0] for i in subset)
+    cpu_compiled = sum(best_of(5, classic.mine_compiled, texts[i], clock=time.process_time)[0] for i in subset)
     print(f"classic on the subset of {len(subset)}: straightforward {sum(reference_s):.3f} s, "
-          f"fast {sum(fast_on_subset_s):.4f} s: x{speedup:.1f}, identical results: {agree}")
-    print(f"classic on the subset, CPU time: straightforward {cpu_reference:.3f} s, fast {cpu_fast:.4f} s: "
-          f"x{cpu_reference / cpu_fast:.1f}")
-    print(f"classic fast on all {len(texts)}: {sum(fast_all_s):.3f} s "
-          f"(straightforward extrapolated from the subset: {np.mean(reference_s) * len(texts):.1f} s)")
+          f"numpy {sum(numpy_s):.4f} s (x{sum(reference_s) / sum(numpy_s):.1f}), "
+          f"compiled {sum(compiled_s):.4f} s (x{speedup:.1f}), identical results: {agree}")
+    print(f"classic on the subset, CPU time: straightforward {cpu_reference:.3f} s, compiled {cpu_compiled:.4f} s: "
+          f"x{cpu_reference / cpu_compiled:.1f}")
+    print(f"classic compiled on all {len(texts)}: {sum(compiled_all_s):.3f} s "
+          f"(straightforward extrapolated from the subset: {np.mean(reference_s) * len(texts):.1f} s); "
+          f"first call (compile or cache load): {first_call_s:.2f} s")
 
     # The whole analysis of the folder: reading, classic, detectors, metrics.
     cores = os.cpu_count() or 1
@@ -206,14 +216,18 @@ def main() -> int:
         "classic": {
             "subset": len(subset),
             "straightforward_s_per_conversation": round(float(np.mean(reference_s)), 5),
-            "fast_s_per_conversation_on_subset": round(float(np.mean(fast_on_subset_s)), 6),
+            "numpy_s_per_conversation_on_subset": round(float(np.mean(numpy_s)), 6),
+            "numpy_speedup_on_subset": round(sum(reference_s) / sum(numpy_s), 1),
+            "compiled_s_per_conversation_on_subset": round(float(np.mean(compiled_s)), 6),
             "speedup_on_subset": round(speedup, 1),
-            "speedup_on_subset_cpu_time": round(cpu_reference / cpu_fast, 1),
+            "speedup_on_subset_cpu_time": round(cpu_reference / cpu_compiled, 1),
             "identical_results_on_subset": agree,
-            "fast_s_all": round(sum(fast_all_s), 4),
-            "fast_s_per_conversation_all": round(float(np.mean(fast_all_s)), 6),
+            "compiled_s_all": round(sum(compiled_all_s), 4),
+            "compiled_s_per_conversation_all": round(float(np.mean(compiled_all_s)), 6),
             "straightforward_s_all_extrapolated": round(float(np.mean(reference_s)) * len(texts), 2),
-            "timing": "best of 2 (straightforward) / 5 and 3 (fast) runs per conversation",
+            "compiled_first_call_s": round(first_call_s, 2),
+            "timing": "best of 2 (straightforward) / 3 (numpy) / 5 and 3 (compiled) runs per conversation; "
+                      "speedup = straightforward / compiled (mine_fast uses the compiled kernel)",
         },
         "analyze_folder": {
             "one_process_s": round(one_s, 3), "all_cores_s": round(all_s, 3), "cores": cores,

@@ -1,4 +1,4 @@
-"""The original analyze.py's loop score, to the last digit, in two implementations.
+"""The original analyze.py's loop score, to the last digit: the plain algorithm and two fast ones.
 
 The algorithm (DESIGN.md, "The classic loop score"): for n = 64 down to 5,
 split the assistant text on single spaces, find the most frequent repeated
@@ -7,7 +7,14 @@ it with ``str.replace`` (even inside words), and repeat until no n-window
 repeats; then go on to n - 1 with the reduced text.
 
 ``mine_reference`` is that algorithm written out plainly; it is the
-specification. ``mine_fast`` gives identical results much faster:
+specification. Two faster miners give identical results:
+
+- ``mine_compiled`` (classic_kernel.py): the whole mining in one kernel
+  compiled by numba, over UTF-8 bytes. It is what ``mine_fast`` uses.
+- ``mine_numpy`` (below): the same ideas with numpy calls, the fallback when
+  numba cannot be imported.
+
+``mine_numpy`` works like this:
 
 - words become 64-bit keys and windows polynomial hashes mod 2**64, for
   all positions at once with numpy; a deletion edits the word arrays only
@@ -391,8 +398,8 @@ class _Words:
         self._prefix()
 
 
-def mine_fast(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[tuple[str, int]], str]:
-    """Same result as ``mine_reference``, much faster."""
+def mine_numpy(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[tuple[str, int]], str]:
+    """Same result as ``mine_reference``, faster, with numpy alone (the fallback without numba)."""
     mined: list[tuple[str, int]] = []
     words = _Words(text)
     n, upper = n_max, n_max
@@ -421,6 +428,34 @@ def mine_fast(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[t
                 upper = n
                 break
     return mined, words.text
+
+
+def mine_compiled(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[tuple[str, int]], str]:
+    """Same result as ``mine_reference``, with the compiled kernel (classic_kernel.py, needs numba)."""
+    from broken_record import classic_kernel
+
+    return classic_kernel.mine(text, n_max, n_min)
+
+
+_FAST: list = []  # the miner mine_fast uses, picked on first use
+
+
+def fast_miner():
+    """``mine_compiled`` when numba can be imported (and n_min >= 2), else ``mine_numpy``."""
+    if not _FAST:
+        try:
+            from broken_record import classic_kernel  # noqa: F401  (imports numba)
+        except ImportError:
+            _FAST.append(mine_numpy)
+        else:
+            _FAST.append(mine_compiled)
+    return _FAST[0]
+
+
+def mine_fast(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[tuple[str, int]], str]:
+    """Same result as ``mine_reference``, as fast as this machine allows."""
+    miner = fast_miner() if n_min >= 2 else mine_numpy
+    return miner(text, n_max, n_min)
 
 
 # --- the figures ------------------------------------------------------------

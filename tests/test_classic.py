@@ -15,13 +15,19 @@ from broken_record.classic import (
     classic_from_lines,
     extensions,
     lines_after_done,
+    fast_miner,
+    mine_compiled,
     mine_fast,
+    mine_numpy,
     mine_reference,
 )
+from broken_record import classic_kernel
 
 TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
 EXPECTED = json.loads((TESTDATA / "expected_classic.json").read_text())
-MINERS = [mine_reference, mine_fast]
+MINERS = [mine_reference, mine_numpy, mine_compiled]
+FAST = [mine_numpy, mine_compiled]
+fast = pytest.mark.parametrize("miner", FAST, ids=lambda m: m.__name__)
 
 
 def _figures(name: str, miner):
@@ -144,41 +150,81 @@ def texts(draw):
     return " ".join(words)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(texts())
-def test_fast_equals_reference_on_random_texts(text):
-    assert mine_fast(text) == mine_reference(text)
+def test_mine_fast_uses_the_compiled_kernel():
+    # numba is in requirements.txt: the numpy miner is only a fallback.
+    assert fast_miner() is mine_compiled
+    assert mine_fast("a b c d e a b c d e") == mine_reference("a b c d e a b c d e")
 
 
+@fast
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(texts(), st.integers(2, 6), st.integers(1, 12))
-def test_fast_equals_reference_at_other_window_sizes(text, n_min, extra):
+@given(text=texts())
+def test_fast_equals_reference_on_random_texts(miner, text):
+    assert miner(text) == mine_reference(text)
+
+
+@fast
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts(), n_min=st.integers(2, 6), extra=st.integers(1, 12))
+def test_fast_equals_reference_at_other_window_sizes(miner, text, n_min, extra):
     n_max = n_min + extra
-    assert mine_fast(text, n_max, n_min) == mine_reference(text, n_max, n_min)
+    assert miner(text, n_max, n_min) == mine_reference(text, n_max, n_min)
+
+
+UNICODE_WORDS = ["é", "ée", "日本", "本", "😀", "a😀", "", "ß", "\u00a0", "\ud800", "x"]
+
+
+@fast
+@settings(max_examples=200, deadline=None)
+@given(text=st.lists(st.lists(st.sampled_from(UNICODE_WORDS), min_size=1, max_size=6), min_size=1, max_size=4)
+       .flatmap(lambda phrases: st.lists(st.sampled_from([" ".join(p) for p in phrases]), min_size=1, max_size=30))
+       .map(" ".join))
+def test_fast_equals_reference_on_unicode(miner, text):
+    # Multi-byte characters, a no-break space (not a separator) and a lone surrogate.
+    assert miner(text, 12, 2) == mine_reference(text, 12, 2)
+    assert miner(text) == mine_reference(text)
 
 
 @settings(max_examples=150, deadline=None)
 @given(texts())
-def test_fast_survives_hash_collisions(text):
+def test_compiled_survives_hash_collisions(text):
+    # Every word's key is its length: different windows share hashes all the
+    # time, and the byte checks must catch every case.
+    assert classic_kernel.mine(text, 64, 5, weak_keys=True) == mine_reference(text)
+    assert classic_kernel.mine(text, 10, 2, weak_keys=True) == mine_reference(text, 10, 2)
+
+
+def test_compiled_handles_empty_and_tiny_texts():
+    for text in ["", " ", "a", "a b c d e", "     ", "[empty] [empty] [empty] [empty] [empty] [empty]"]:
+        assert mine_compiled(text) == mine_reference(text)
+        assert mine_compiled(text, 8, 2) == mine_reference(text, 8, 2)
+    with pytest.raises(ValueError):
+        mine_compiled("a a", 3, 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts())
+def test_numpy_survives_hash_collisions(text):
     # With word keys that collide on purpose (the word's length), windows of
     # different words share hashes all the time: the checks must catch it.
     original = classic._word_keys
     try:
         classic._word_keys = lambda words: original([str(len(w)) for w in words])
-        assert mine_fast(text) == mine_reference(text)
-        assert mine_fast(text, 10, 2) == mine_reference(text, 10, 2)
+        assert mine_numpy(text) == mine_reference(text)
+        assert mine_numpy(text, 10, 2) == mine_reference(text, 10, 2)
     finally:
         classic._word_keys = original
 
 
-def test_fast_equals_reference_on_real_turns_recombined():
+@fast
+def test_fast_equals_reference_on_real_turns_recombined(miner):
     # Real SmolLM2 turns from the test vectors, repeated and interleaved.
     turns = []
     for name in ("parrot_cold_1.log", "parrot_norep_1.log", "parrot_orig_1.log", "parrot_hot_1.log"):
         text, _ = assistant_lines(lines_after_done((TESTDATA / name).read_text()), "Skye:")
         turns.append(text)
     text = " ".join([turns[1], turns[2], turns[1], turns[3], turns[2], turns[0]])
-    assert mine_fast(text) == mine_reference(text)
+    assert miner(text) == mine_reference(text)
 
 
 # Texts on which faster designs tried for issue 5 went wrong (found by the property
@@ -201,6 +247,8 @@ HARD_CASES = [
 ]
 
 
+@fast
 @pytest.mark.parametrize("text, n_max, n_min", HARD_CASES, ids=[f"hard{i}" for i in range(len(HARD_CASES))])
-def test_fast_equals_reference_on_hard_cases(text, n_max, n_min):
-    assert mine_fast(text, n_max, n_min) == mine_reference(text, n_max, n_min)
+def test_fast_equals_reference_on_hard_cases(miner, text, n_max, n_min):
+    assert miner(text, n_max, n_min) == mine_reference(text, n_max, n_min)
+    assert classic_kernel.mine(text, n_max, n_min, weak_keys=True) == mine_reference(text, n_max, n_min)
