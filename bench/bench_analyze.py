@@ -186,6 +186,8 @@ def main() -> int:
     print(f"classic on the subset of {len(subset)}: straightforward {sum(reference_s):.3f} s, "
           f"numpy {sum(numpy_s):.4f} s (x{sum(reference_s) / sum(numpy_s):.1f}), "
           f"compiled {sum(compiled_s):.4f} s (x{speedup:.1f}), identical results: {agree}")
+    ratios = [r / c for r, c in zip(reference_s, compiled_s)]
+    print(f"per conversation: x{min(ratios):.1f} at least, x{float(np.median(ratios)):.1f} median")
     print(f"classic on the subset, CPU time: straightforward {cpu_reference:.3f} s, compiled {cpu_compiled:.4f} s: "
           f"x{cpu_reference / cpu_compiled:.1f}")
     print(f"classic compiled on all {len(texts)}: {sum(compiled_all_s):.3f} s "
@@ -220,6 +222,8 @@ def main() -> int:
             "numpy_speedup_on_subset": round(sum(reference_s) / sum(numpy_s), 1),
             "compiled_s_per_conversation_on_subset": round(float(np.mean(compiled_s)), 6),
             "speedup_on_subset": round(speedup, 1),
+            "speedup_per_conversation_min": round(min(r / c for r, c in zip(reference_s, compiled_s)), 1),
+            "speedup_per_conversation_median": round(float(np.median([r / c for r, c in zip(reference_s, compiled_s)])), 1),
             "speedup_on_subset_cpu_time": round(cpu_reference / cpu_compiled, 1),
             "identical_results_on_subset": agree,
             "compiled_s_all": round(sum(compiled_all_s), 4),

@@ -130,8 +130,7 @@ def analyze_folder(path: str | Path, workers: int | None = None) -> dict:
     else:
         # Compile or load the classic kernel once here: the forked workers
         # inherit it instead of each loading (or compiling) their own.
-        if classic.fast_miner() is classic.mine_compiled:
-            classic.mine_fast("warm up warm up warm up warm up warm up")
+        classic.fast_miner()
         with ProcessPoolExecutor(max_workers=workers) as pool:
             # Small chunks keep both cores busy when file sizes differ a lot.
             results = list(pool.map(analyze_file, files, chunksize=max(1, len(files) // (workers * 8))))

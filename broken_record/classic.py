@@ -441,11 +441,13 @@ _FAST: list = []  # the miner mine_fast uses, picked on first use
 
 
 def fast_miner():
-    """``mine_compiled`` when numba can be imported (and n_min >= 2), else ``mine_numpy``."""
+    """``mine_compiled`` when numba can be imported and compile it, else ``mine_numpy``."""
     if not _FAST:
         try:
-            from broken_record import classic_kernel  # noqa: F401  (imports numba)
-        except ImportError:
+            from broken_record import classic_kernel  # imports numba
+
+            classic_kernel.warm()  # compiles, or loads the cached kernel
+        except Exception:  # no numba, or it cannot compile here: numpy gives the same results
             _FAST.append(mine_numpy)
         else:
             _FAST.append(mine_compiled)

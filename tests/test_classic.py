@@ -252,3 +252,18 @@ HARD_CASES = [
 def test_fast_equals_reference_on_hard_cases(miner, text, n_max, n_min):
     assert miner(text, n_max, n_min) == mine_reference(text, n_max, n_min)
     assert classic_kernel.mine(text, n_max, n_min, weak_keys=True) == mine_reference(text, n_max, n_min)
+
+
+def test_numpy_takes_over_without_numba():
+    # A machine where numba cannot be imported still gets the same figures.
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "from broken_record import classic\n"
+            "assert classic.fast_miner() is classic.mine_numpy\n"
+            "print(classic.mine_fast('a b c d e f a b c d e f x'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(mine_reference("a b c d e f a b c d e f x"))
