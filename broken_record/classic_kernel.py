@@ -7,18 +7,21 @@ right" on the bytes.
 
 How it avoids the reference's full recount after every removal:
 
+- scratch arrays are kept per thread and reused, so a text costs no page
+  faults after the first;
 - words are 64-bit keys and a window of n words is a polynomial hash of its
   keys mod 2**64, read off a prefix array in O(1);
 - a repeated n-window makes every one of its positions start a repeated
   ``n_min``-window. One pass marks the positions whose ``n_min``-window may
-  repeat (a small table of 2-bit counters: a superset of the repeated ones)
+  repeat (a table of counters that stop at 2: a superset of the repeated ones)
   and the run of marked positions from each; a repeated n-window needs a run
   of n - n_min + 1, so levels above the longest run are skipped and only the
   positions with a long enough run are counted at each level;
-- windows are grouped by hash; the winning group is checked byte by byte
-  against its first member, and if two different windows ever share a hash
-  the level is counted again comparing bytes, so a collision costs time but
-  never changes a result;
+- windows are grouped by hash; the winning group is checked word by word
+  (each member against the one before it, once per distance in a loop),
+  and if two different windows ever share a hash the level is counted
+  again comparing bytes, so a collision costs time but never changes a
+  result;
 - an occurrence of a segment of n >= 2 words, even one starting inside a
   word, is its inner n - 2 words as whole words of the text, with the first
   word ending a text word and the last one starting one. So occurrences are
