@@ -6,7 +6,10 @@ answering K concurrent plain /completion requests (EOS ignored, same length);
 (b) parrot: K conversations of the shipped config at once (`-j K`), servers
 started with K slots. Both report generated tokens per second of wall time.
 
-    python bench/bench_batch.py [--ks 1 2 4] [--tokens 1024] [--out bench/results/batch.json]
+    python bench/bench_batch.py [--ks 1 2 4] [--tokens 1024] [--user-cache-reuse N] [--out bench/results/batch.json]
+
+With --user-cache-reuse N, parrot also runs with the user's n_cache_reuse at N
+(CONFIG.md), and both ratios are reported.
 """
 
 from __future__ import annotations
@@ -58,13 +61,17 @@ def ceiling(k: int, n_predict: int, rounds: int = 2) -> float:
         return total / (time.perf_counter() - t0)
 
 
-def parrot(k: int, tokens: int) -> dict:
+def parrot(k: int, tokens: int, user_cache_reuse: int = 0) -> dict:
     raw = load_config(ROOT / "config.json").raw
-    config = parse_config({**raw, "total_tokens": tokens}, "bench")
+    raw = {**raw, "total_tokens": tokens}
+    if user_cache_reuse:
+        user_sampler = raw.get("user_sampler") or raw.get("sampler") or {}
+        raw["user_sampler"] = {**user_sampler, "n_cache_reuse": user_cache_reuse}
+    config = parse_config(raw, "bench")
     console = Console(file=open(os.devnull, "w"))
     with tempfile.TemporaryDirectory() as tmp, embedded_servers(config, slots=k) as urls:
         batch = Batch(config, Path(tmp), k, k, console, display_text=False)
-        pools = {n: ServerPool(n, u, batch.warn) for n, u in urls.items()}
+        pools = ServerPool.for_roles(urls, batch.warn)
         t0 = time.perf_counter()
         code = batch.run(pools)
         wall = time.perf_counter() - t0
@@ -95,6 +102,8 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--tokens", type=int, default=1024, help="total_tokens per conversation")
     ap.add_argument("--n-predict", type=int, default=256)
+    ap.add_argument("--user-cache-reuse", type=int, default=0, metavar="N",
+                    help="also run parrot with user_sampler n_cache_reuse N, and report both")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "batch.json"))
     args = ap.parse_args()
     rows = []
@@ -103,10 +112,15 @@ def main() -> None:
         p = parrot(k, args.tokens)
         rows.append({"k": k, "ceiling_tokens_per_second": round(c, 2), "parrot": p,
                      "ratio": round(p["tokens_per_second"] / c, 3)})
+        if args.user_cache_reuse:
+            r = parrot(k, args.tokens, args.user_cache_reuse)
+            rows[-1]["parrot_user_cache_reuse"] = r
+            rows[-1]["ratio_user_cache_reuse"] = round(r["tokens_per_second"] / c, 3)
         print(json.dumps(rows[-1]), flush=True)
     out = {"what": "aggregate generated tokens/s, SmolLM2-135M on the embedded llama-server",
            "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),
            "per_conversation_total_tokens": args.tokens, "ceiling_n_predict": args.n_predict,
+           "user_cache_reuse": args.user_cache_reuse,
            "rows": rows, "target": "parrot >= 0.90 x ceiling at every K"}
     Path(args.out).write_text(json.dumps(out, indent=1))
 

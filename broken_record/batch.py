@@ -41,9 +41,10 @@ USAGE = "usage: ./parrot.sh <number_of_iterations> <path/config.json> [-j K]\n" 
 class ServerPool:
     """The servers of one role: handed out round-robin, dead ones taken out."""
 
-    def __init__(self, role: str, urls: list[str], warn):
+    def __init__(self, role: str, urls: list[str], warn, slots: dict | None = None):
         self.role = role
         self.urls = list(urls)
+        self.slots = slots or {}  # url -> (first, stride) on servers parrot started (ServerURLs)
         self.down: set[str] = set()
         self.warn = warn
         self._lock = threading.Lock()
@@ -60,6 +61,19 @@ class ServerPool:
             url = live[self._next % len(live)]
             self._next += 1
             return url
+
+    def slot(self, url: str, lane: int) -> int | None:
+        """The slot the conversation in ``lane`` uses on ``url``; None: the server chooses."""
+        if url not in self.slots:
+            return None
+        first, stride = self.slots[url]
+        return first + stride * lane
+
+    @classmethod
+    def for_roles(cls, urls: dict, warn) -> dict[str, ServerPool]:
+        """One pool per role, from ``embedded_servers``' URLs (and slot layout)."""
+        layout = getattr(urls, "slots", {})
+        return {name: cls(name, u, warn, layout.get(name)) for name, u in urls.items()}
 
     def mark_down(self, url: str, why: str) -> None:
         with self._lock:
@@ -103,6 +117,7 @@ class Batch:
         self.complete = len(complete_in(folder))
         self.progress: Progress | None = None
         self.task = None
+        self.lanes = list(range(jobs))  # free lanes: a running conversation holds one
 
     def _load_manifest(self) -> dict:
         if self.manifest_path.exists():
@@ -126,17 +141,32 @@ class Batch:
         self.console.print(text, markup=False, highlight=False)
 
     # -- one conversation ------------------------------------------------
-    def _role(self, pool: ServerPool, rc, avoid=None) -> Role | None:
+    def _role(self, pool: ServerPool, rc, lane: int, avoid=None) -> Role | None:
         while True:
             url = pool.pick(avoid)
             if url is None:
                 return None
             try:
-                return open_role(rc, url, self.config)
+                role = open_role(rc, url, self.config)
             except ParrotError as err:
                 pool.mark_down(url, str(err).splitlines()[0])
+                continue
+            slot = pool.slot(url, lane)
+            if slot is not None and role.engine.kind == "llama-server":
+                # this conversation's own slot: its cached prompt stays there
+                role.params = {**role.params, "id_slot": slot}
+            return role
 
     def conversation(self, pools: dict[str, ServerPool]) -> dict:
+        with self.lock:
+            lane = self.lanes.pop(0)
+        try:
+            return self._conversation(pools, lane)
+        finally:
+            with self.lock:
+                self.lanes.append(lane)
+
+    def _conversation(self, pools: dict[str, ServerPool], lane: int) -> dict:
         stem = stamp()
         entry = {"stem": stem, "started": now_iso(), "outcome": "running"}
         with self.lock:
@@ -144,7 +174,7 @@ class Batch:
         self.save_manifest()
         roles = {}
         for rc in (self.config.assistant, self.config.user):
-            role = self._role(pools[rc.name], rc)
+            role = self._role(pools[rc.name], rc, lane)
             if role is None:
                 entry.update(outcome="failed", ended=now_iso(),
                              detail=f"no {rc.name} server answers")
@@ -160,7 +190,7 @@ class Batch:
         def reconnect(name, failed: Role):
             pools[name].mark_down(failed.info.url, "stopped answering")
             rc = self.config.assistant if name == "assistant" else self.config.user
-            return self._role(pools[name], rc, avoid=failed.info.url)
+            return self._role(pools[name], rc, lane, avoid=failed.info.url)
 
         def on_turn(record):
             if record.get("tokens"):
@@ -336,7 +366,7 @@ def main(argv=None) -> int:
         batch.say(f"[parrot.sh] run folder {folder}")
         # per-slot context must hold a whole conversation; one slot per parallel conversation
         with embedded_servers(config, slots=args.jobs) as urls:
-            pools = {name: ServerPool(name, u, batch.warn) for name, u in urls.items()}
+            pools = ServerPool.for_roles(urls, batch.warn)
             return batch.run(pools)
     except ParrotError as err:
         print(f"parrot.sh: {err}", file=sys.stderr)

@@ -31,6 +31,8 @@ SAMPLER_KEYS = {
     "mirostat": int, "mirostat_tau": (int, float), "mirostat_eta": (int, float),
     "top_a": (int, float), "tfs": (int, float), "seed": int, "ignore_eos": bool,
     "samplers": list, "n_probs": int,
+    # llama-server: reuse cached chunks of at least this many tokens by KV shifting
+    "n_cache_reuse": int,
     # constrained output
     "grammar": str, "json_schema": dict, "guided_regex": str, "guided_grammar": str,
     "guided_json": dict, "logit_bias": (dict, list),

@@ -2,6 +2,10 @@
 
     with embedded_servers(config, slots=1) as urls:      # {"assistant": [...], "user": [...]}
         assistant = open_role(config.assistant, urls["assistant"][0], config)
+
+With several conversations at once on servers parrot started, each running
+conversation holds a lane (0..K-1) and each role's requests go to that
+lane's own slot (``urls.slots``), so no conversation evicts another's cache.
 """
 
 from __future__ import annotations
@@ -78,6 +82,19 @@ class ServerSideTemplate:
         return self.engine.apply_template(messages)
 
 
+class ServerURLs(dict):
+    """``{"assistant": [url, ...], "user": [...]}``, and the slot layout of the servers parrot started.
+
+    ``slots[role][url] = (first, stride)``: the conversation in lane j uses
+    slot ``first + stride * j`` of that server for that role. Servers the
+    user runs are not in it: their slots are left to the server.
+    """
+
+    def __init__(self, urls: dict, slots: dict | None = None):
+        super().__init__(urls)
+        self.slots = slots or {}
+
+
 @contextlib.contextmanager
 def embedded_servers(config: Config, slots: int = 1):
     """Start a llama-server per role that names no server; stop them on exit.
@@ -90,6 +107,7 @@ def embedded_servers(config: Config, slots: int = 1):
     1.7x the aggregate throughput at 2 and 4 parallel conversations).
     """
     urls = {"assistant": list(config.assistant.api_urls), "user": list(config.user.api_urls)}
+    layout: dict[str, dict[str, tuple[int, int]]] = {}
     wanted = [rc for rc in (config.assistant, config.user) if not urls[rc.name]]
     with contextlib.ExitStack() as stack:
         if slots > 1 and len(wanted) == 2 and wanted[0].model == wanted[1].model:
@@ -98,10 +116,12 @@ def embedded_servers(config: Config, slots: int = 1):
                                  startup_timeout=config.startup_timeout)
             stack.enter_context(srv)
             urls = {"assistant": [srv.url], "user": [srv.url]}
+            layout = {"assistant": {srv.url: (0, 2)}, "user": {srv.url: (1, 2)}}
             wanted = []
         for rc in wanted:
             srv = EmbeddedServer(model=rc.model, ctx=rc.context, slots=slots, name=rc.name,
                                  threads=config.threads, startup_timeout=config.startup_timeout)
             stack.enter_context(srv)
             urls[rc.name] = [srv.url]
-        yield urls
+            layout[rc.name] = {srv.url: (0, 1)}
+        yield ServerURLs(urls, layout)

@@ -145,3 +145,37 @@ def test_missing_config_file_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == "parrot.sh: nope.json: file not found (give the path of a config JSON file)"
     assert not any(p.name.startswith("parrot_") for p in tmp_path.iterdir())
+
+
+def test_a_parallel_conversation_keeps_to_its_own_slots(tmp_path):
+    # -j 2 on the embedded default: one server with 4 slots. The conversation in
+    # lane j sends the assistant's requests to slot 2j and the user's to 2j + 1,
+    # so parallel conversations never evict each other's cached prompts.
+    import io
+
+    import requests
+    from rich.console import Console
+
+    from broken_record.batch import Batch, ServerPool
+    from broken_record.config import load_config
+    from broken_record.roles import embedded_servers
+
+    cfg = load_config(config(tmp_path))
+
+    def one_conversation(urls, lane, name):
+        folder = tmp_path / name
+        folder.mkdir()
+        batch = Batch(cfg, folder, 1, 2, Console(file=io.StringIO()), display_text=False)
+        batch.lanes = [lane]  # as if the other lane were busy
+        assert batch.run(ServerPool.for_roles(urls, batch.warn)) == 0
+        assert batch.lanes == [lane]
+        used = {s["id"] for s in requests.get(urls["assistant"][0] + "/slots", timeout=10).json() if "id_task" in s}
+        header = json.loads(next(folder.glob("*.jsonl")).read_text().splitlines()[0])
+        return used, header["assistant"]["sampler"].get("id_slot"), header["user"]["sampler"].get("id_slot")
+
+    with embedded_servers(cfg, slots=2) as urls:
+        assert urls.slots == {"assistant": {urls["assistant"][0]: (0, 2)}, "user": {urls["user"][0]: (1, 2)}}
+        # Left to itself the server would give the second conversation the
+        # slots holding the first one's prompts (the same system prompt).
+        assert one_conversation(urls, 1, "first") == ({2, 3}, 2, 3)
+        assert one_conversation(urls, 0, "second") == ({0, 1, 2, 3}, 0, 1)

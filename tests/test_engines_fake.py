@@ -70,7 +70,7 @@ def test_openai_sends_max_tokens_model_and_translated_samplers():
         engine = connect(fake.url)
         params, dropped = engine.translate({"temperature": 0.5, "repeat_penalty": 1.1,
                                             "repeat_last_n": 64, "seed": 7, "grammar": "root ::= \"a\"",
-                                            "xtc_probability": 0.5, "mirostat": 2})
+                                            "xtc_probability": 0.5, "mirostat": 2, "n_cache_reuse": 16})
         engine.stream("p", params, 32, STOP).text()
         sent = fake.requests[0]
     assert sent["max_tokens"] == 32 and sent["model"] == "fake/vllm-model"
@@ -78,7 +78,7 @@ def test_openai_sends_max_tokens_model_and_translated_samplers():
     assert sent["guided_grammar"] == "root ::= \"a\"" and sent["seed"] == 7
     assert sent["xtc_probability"] == 0.5
     assert sent["stream_options"] == {"include_usage": True}
-    assert sorted(dropped) == ["mirostat", "repeat_last_n"]
+    assert sorted(dropped) == ["mirostat", "n_cache_reuse", "repeat_last_n"]
 
 
 def test_kobold_translates_sampler_names():
@@ -86,13 +86,14 @@ def test_kobold_translates_sampler_names():
         engine = connect(fake.url)
         params, dropped = engine.translate({"repeat_penalty": 1.2, "repeat_last_n": 128,
                                             "typical_p": 0.9, "seed": 3, "frequency_penalty": 0.2,
-                                            "dry_multiplier": 0.8, "json_schema": {"type": "object"}})
+                                            "dry_multiplier": 0.8, "json_schema": {"type": "object"},
+                                            "n_cache_reuse": 16})
         engine.stream("p", params, 16, STOP).text()
         sent = fake.requests[0]
     assert sent["rep_pen"] == 1.2 and sent["rep_pen_range"] == 128
     assert sent["typical"] == 0.9 and sent["sampler_seed"] == 3 and sent["dry_multiplier"] == 0.8
     assert sent["max_length"] == 16 and sent["stop_sequence"] == ["\n"]
-    assert sorted(dropped) == ["frequency_penalty", "json_schema"]
+    assert sorted(dropped) == ["frequency_penalty", "json_schema", "n_cache_reuse"]
 
 
 @pytest.mark.parametrize("kind", ["openai", "koboldcpp"])

@@ -80,3 +80,28 @@ def test_json_schema_constrains_output(llama_server):
               "required": ["mood"]}
     text = engine.stream(PROMPT, {"json_schema": schema, "temperature": 0.0}, 30, []).text()
     assert json.loads(text)["mood"] in ("happy", "shy")
+
+
+def test_n_cache_reuse_reuses_a_sliding_window(llama_server):
+    # The user model's prompt: a system prompt and the last few messages, so
+    # each turn drops the oldest message. With n_cache_reuse the server
+    # shifts the still-present messages' cache instead of computing them again.
+    engine = connect(llama_server.url, "llama-server")
+    lines = [f"Line {i}: the moon over the harbour was {i} shades of silver and the gulls slept." for i in range(8)]
+
+    def cached_over_window(system: str, sampler: dict) -> int:
+        cached = 0
+        for end in range(4, len(lines) + 1):
+            messages = [{"role": "system", "content": system}]
+            messages += [{"role": "user" if i % 2 else "assistant", "content": lines[i]} for i in range(end - 4, end)]
+            stream = engine.stream(builtin("chatml").render(messages) + "Theo:", sampler, 4, ["\n"])
+            stream.text()
+            if end > 4:
+                cached += stream.result.cached_tokens
+        return cached
+
+    sampler, dropped = engine.translate({"temperature": 0.0, "seed": 1, "n_cache_reuse": 8})
+    assert dropped == [] and sampler["n_cache_reuse"] == 8
+    plain = cached_over_window("You are Theo, shy and kind. Plain run.", {"temperature": 0.0, "seed": 1})
+    reused = cached_over_window("You are Theo, shy and kind. Reuse run.", sampler)
+    assert reused > 2 * plain

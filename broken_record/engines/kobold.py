@@ -25,7 +25,7 @@ KOBOLD_NAMES = {
     "logit_bias": "logit_bias", "ignore_eos": "ban_eos_token", "top_a": "top_a", "tfs": "tfs",
     "mirostat": "mirostat", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta",
     "frequency_penalty": None, "json_schema": None, "guided_json": None, "guided_regex": None,
-    "samplers": None, "n_probs": None,
+    "samplers": None, "n_probs": None, "n_cache_reuse": None,
 }
 
 

@@ -12,7 +12,8 @@ NATIVE = ["temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty
           "repeat_last_n", "presence_penalty", "frequency_penalty", "dry_multiplier",
           "dry_base", "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
           "xtc_probability", "xtc_threshold", "mirostat", "mirostat_tau", "mirostat_eta",
-          "seed", "ignore_eos", "samplers", "n_probs", "grammar", "json_schema", "logit_bias"]
+          "seed", "ignore_eos", "samplers", "n_probs", "grammar", "json_schema", "logit_bias",
+          "n_cache_reuse"]
 
 
 class LlamaServer(Engine):

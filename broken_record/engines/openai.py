@@ -25,6 +25,7 @@ OPENAI_NAMES = {
     "grammar": "guided_grammar", "json_schema": "guided_json",
     "repeat_last_n": None, "dry_penalty_last_n": "dry_range", "mirostat": None,
     "mirostat_tau": None, "mirostat_eta": None, "samplers": None, "n_probs": "logprobs",
+    "n_cache_reuse": None,
 }
 
 
