@@ -41,10 +41,12 @@ USAGE = "usage: ./parrot.sh <number_of_iterations> <path/config.json> [-j K]\n" 
 class ServerPool:
     """The servers of one role: handed out round-robin, dead ones taken out."""
 
-    def __init__(self, role: str, urls: list[str], warn, slots: dict | None = None):
+    def __init__(self, role: str, urls: list[str], warn, slots: dict | None = None,
+                 notes: dict | None = None):
         self.role = role
         self.urls = list(urls)
         self.slots = slots or {}  # url -> (first, stride) on servers parrot started (ServerURLs)
+        self.notes = notes or {}  # url -> notes from starting that server
         self.down: set[str] = set()
         self.warn = warn
         self._lock = threading.Lock()
@@ -72,8 +74,8 @@ class ServerPool:
     @classmethod
     def for_roles(cls, urls: dict, warn) -> dict[str, ServerPool]:
         """One pool per role, from ``embedded_servers``' URLs (and slot layout)."""
-        layout = getattr(urls, "slots", {})
-        return {name: cls(name, u, warn, layout.get(name)) for name, u in urls.items()}
+        layout, notes = getattr(urls, "slots", {}), getattr(urls, "notes", {})
+        return {name: cls(name, u, warn, layout.get(name), notes) for name, u in urls.items()}
 
     def mark_down(self, url: str, why: str) -> None:
         with self._lock:
@@ -151,6 +153,7 @@ class Batch:
             except ParrotError as err:
                 pool.mark_down(url, str(err).splitlines()[0])
                 continue
+            role.notes = list(pool.notes.get(url, []))
             slot = pool.slot(url, lane)
             if slot is not None and role.engine.kind == "llama-server":
                 # this conversation's own slot: its cached prompt stays there
@@ -366,6 +369,8 @@ def main(argv=None) -> int:
         batch.say(f"[parrot.sh] run folder {folder}")
         # per-slot context must hold a whole conversation; one slot per parallel conversation
         with embedded_servers(config, slots=args.jobs) as urls:
+            for w in urls.warnings:
+                batch.warn(w)
             pools = ServerPool.for_roles(urls, batch.warn)
             return batch.run(pools)
     except ParrotError as err:

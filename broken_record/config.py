@@ -18,6 +18,7 @@ from .errors import ConfigError
 
 ENGINES = ("auto", "llama-server", "openai", "koboldcpp")
 ROLES = ("system", "user", "assistant")
+ROPE_SCALING = ("yarn",)  # llama-server caps at the trained context unless it is YaRN-stretched
 
 # Canonical sampler names are llama-server's; engines translate them
 # (broken_record/engines/). Aliases from other engines are accepted.
@@ -83,6 +84,7 @@ class Config:
     timeout: float
     startup_timeout: float
     threads: int | None
+    rope_scaling: str | None = None  # embedded servers: stretch a too-short trained context
     slots: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -120,6 +122,7 @@ KEYS: dict[str, tuple[tuple, Any]] = {
     "timeout": ((int, float), 300),
     "startup_timeout": ((int, float), 120),
     "threads": ((int, type(None)), None),
+    "rope_scaling": ((str, type(None)), None),
 }
 REQUIRED = ("conversation", "agent_prefix")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
@@ -264,6 +267,9 @@ def parse_config(raw: Any, path: str | Path = "<config>") -> Config:
             problems.append(f"{key}: must be positive (got {v[key]})")
     if v["retry_backoff"] < 0:
         problems.append(f"retry_backoff: must not be negative (got {v['retry_backoff']})")
+    if v["rope_scaling"] is not None and v["rope_scaling"] not in ROPE_SCALING:
+        problems.append(f"rope_scaling: must be null or one of {', '.join(ROPE_SCALING)} "
+                        f"(got {json.dumps(v['rope_scaling'])})")
     for key in ("engine", "user_engine"):
         if v[key] is not None and v[key] not in ENGINES:
             problems.append(f"{key}: must be one of {', '.join(ENGINES)} (got {json.dumps(v[key])})")
@@ -311,4 +317,5 @@ def parse_config(raw: Any, path: str | Path = "<config>") -> Config:
         initial_tokens=v["initial_tokens"], assistant=assistant, user=user,
         stop=list(v["stop"]), seed=v["seed"], retries=v["retries"],
         retry_backoff=float(v["retry_backoff"]), timeout=float(v["timeout"]),
-        startup_timeout=float(v["startup_timeout"]), threads=v["threads"])
+        startup_timeout=float(v["startup_timeout"]), threads=v["threads"],
+        rope_scaling=v["rope_scaling"])

@@ -35,8 +35,9 @@ def run_one(config: Config, out_dir: str | Path = ".", stem: str | None = None,
         assistant = open_role(config.assistant, urls["assistant"][0], config)
         user = open_role(config.user, urls["user"][0], config)
         for role in (assistant, user):
-            for w in role.warnings():
-                display.warn(w)
+            role.notes = list(urls.notes.get(role.info.url, []))
+        for w in urls.warnings + assistant.warnings() + user.warnings():
+            display.warn(w)
         log = RunLog(out_dir, stem)
         dialogue = Dialogue(config, assistant, user, log, display,
                             human=human_input if human else None)

@@ -30,6 +30,7 @@ class Role:
     template: templates.ChatTemplate
     params: dict                       # sampler settings in the engine's names
     dropped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about an embedded server: context capped or stretched
 
     @property
     def info(self) -> ServerInfo:
@@ -39,7 +40,7 @@ class Role:
         info = self.info
         return {"engine": info.engine, "url": info.url, "model": info.model, "n_ctx": info.n_ctx,
                 "template": self.template.name, "sampler": self.params,
-                "server_settings": info.settings, "warnings": self.warnings()}
+                "server_settings": info.settings, "warnings": self.warnings(), "server_notes": self.notes}
 
     def warnings(self) -> list[str]:
         if not self.dropped:
@@ -90,9 +91,14 @@ class ServerURLs(dict):
     user runs are not in it: their slots are left to the server.
     """
 
-    def __init__(self, urls: dict, slots: dict | None = None):
+    def __init__(self, urls: dict, slots: dict | None = None, notes: dict | None = None):
         super().__init__(urls)
         self.slots = slots or {}
+        self.notes = notes or {}  # url -> what starting that server found (a capped or stretched context)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [note for notes in self.notes.values() for note in notes]
 
 
 @contextlib.contextmanager
@@ -108,20 +114,24 @@ def embedded_servers(config: Config, slots: int = 1):
     """
     urls = {"assistant": list(config.assistant.api_urls), "user": list(config.user.api_urls)}
     layout: dict[str, dict[str, tuple[int, int]]] = {}
+    started: list[EmbeddedServer] = []
     wanted = [rc for rc in (config.assistant, config.user) if not urls[rc.name]]
     with contextlib.ExitStack() as stack:
         if slots > 1 and len(wanted) == 2 and wanted[0].model == wanted[1].model:
             srv = EmbeddedServer(model=wanted[0].model, ctx=max(rc.context for rc in wanted),
                                  slots=2 * slots, name="shared", threads=config.threads,
-                                 startup_timeout=config.startup_timeout)
+                                 startup_timeout=config.startup_timeout, rope_scaling=config.rope_scaling)
             stack.enter_context(srv)
+            started.append(srv)
             urls = {"assistant": [srv.url], "user": [srv.url]}
             layout = {"assistant": {srv.url: (0, 2)}, "user": {srv.url: (1, 2)}}
             wanted = []
         for rc in wanted:
             srv = EmbeddedServer(model=rc.model, ctx=rc.context, slots=slots, name=rc.name,
-                                 threads=config.threads, startup_timeout=config.startup_timeout)
+                                 threads=config.threads, startup_timeout=config.startup_timeout,
+                                 rope_scaling=config.rope_scaling)
             stack.enter_context(srv)
+            started.append(srv)
             urls[rc.name] = [srv.url]
             layout[rc.name] = {srv.url: (0, 1)}
-        yield ServerURLs(urls, layout)
+        yield ServerURLs(urls, layout, {srv.url: srv.notes for srv in started if srv.notes})

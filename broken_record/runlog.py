@@ -25,7 +25,8 @@
   "config" (the full config as loaded), "agent_prefix", "user_prefix",
   "assistant": {role info}, "user": {role info}, "versions": {...}}
   where role info is {"engine", "url", "model", "n_ctx", "template",
-  "server_settings" (as the server reported them, or null), "warnings": [...]}.
+  "server_settings" (as the server reported them, or null), "warnings": [...],
+  "server_notes": [...] (an embedded server's context capped or stretched)}.
 - message: one per message, in conversation order, appended and flushed as
   soon as it exists. Messages from the config come first with
   "source": "config"; generated ones have "source": "model" (or "human").

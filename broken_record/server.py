@@ -105,7 +105,8 @@ class EmbeddedServer:
 
     def __init__(self, model: str | None = None, ctx: int = 4096, slots: int = 1,
                  name: str = "server", port: int | None = None, threads: int | None = None,
-                 startup_timeout: float = 120.0, extra_args: list[str] | None = None):
+                 startup_timeout: float = 120.0, extra_args: list[str] | None = None,
+                 rope_scaling: str | None = None):
         self.model = str(model) if model else default_model_path()
         self.ctx = int(ctx)
         self.slots = int(slots)
@@ -114,6 +115,9 @@ class EmbeddedServer:
         self.threads = threads
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args or [])
+        self.rope_scaling = rope_scaling
+        self.rope_args: list[str] = []
+        self.notes: list[str] = []   # warnings for the caller to show (context capped or stretched)
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self._log_file = None
@@ -135,7 +139,7 @@ class EmbeddedServer:
                "-np", str(self.slots), "--no-webui"]
         if self.threads:
             cmd += ["-t", str(self.threads)]
-        return cmd + self.extra_args
+        return cmd + self.rope_args + self.extra_args
 
     def start(self) -> None:
         if not Path(self.model).is_file():
@@ -151,6 +155,7 @@ class EmbeddedServer:
             self._spawn()
             try:
                 self._wait_ready()
+                self._check_context()
                 return
             except ServerError as err:
                 tail = self.log_tail()
@@ -159,6 +164,41 @@ class EmbeddedServer:
                     continue
                 raise err
         raise ServerError(f"{self.name} llama-server could not bind a port")
+
+    def slot_context(self) -> int | None:
+        """The per-slot context the running server reports (``/props``)."""
+        try:
+            props = requests.get(self.url + "/props", timeout=10).json()
+            return int(props["default_generation_settings"]["n_ctx"])
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return None
+
+    def _check_context(self) -> None:
+        """llama-server caps a slot's context at what the model was trained on.
+
+        Say so; with ``rope_scaling`` start again with RoPE stretched by the
+        smallest whole factor that fits the context asked for.
+        """
+        got = self.slot_context()
+        if got is None or got >= self.ctx or self.rope_args:
+            return
+        if not self.rope_scaling:
+            self.notes.append(
+                f"{self.name} llama-server: the model was trained on {got} tokens of context, so each "
+                f"conversation gets {got}, not the {self.ctx} asked for, and ends with context_full "
+                f"near there; set \"rope_scaling\": \"yarn\" to stretch it")
+            return
+        factor = -(-self.ctx // got)
+        # llama-server's cap follows a YaRN stretch (the only method config.py accepts)
+        self.rope_args = ["--rope-scaling", self.rope_scaling, "--rope-scale", str(factor),
+                          "--yarn-orig-ctx", str(got)]
+        self.stop()
+        self._spawn()
+        self._wait_ready()
+        stretched = self.slot_context()
+        self.notes.append(
+            f"{self.name} llama-server: context stretched {factor}x by YaRN RoPE scaling "
+            f"(trained on {got} tokens; now {stretched} per conversation)")
 
     def _spawn(self) -> None:
         self._log_file = tempfile.NamedTemporaryFile(

@@ -104,3 +104,10 @@ def test_cli_missing_config_file(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "none.json: file not found" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_rope_scaling_is_yarn_linear_or_null():
+    assert parse_config({**BASE, "rope_scaling": "yarn"}, "c.json").rope_scaling == "yarn"
+    assert parse_config(BASE, "c.json").rope_scaling is None
+    assert problems({**BASE, "rope_scaling": "ntk"}) == [
+        'rope_scaling: must be null or one of yarn (got "ntk")']

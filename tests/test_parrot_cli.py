@@ -123,3 +123,17 @@ def test_parrot_llama_server_env_selects_the_binary(tmp_path, monkeypatch):
     from broken_record.errors import ServerError
     with pytest.raises(ServerError, match="PARROT_LLAMA_SERVER=.*missing is not an executable"):
         llama_server_binary()
+
+
+def test_a_capped_context_is_said_and_logged(tmp_path):
+    # `context` above what the bundled model was trained on: a warning at start,
+    # and the .jsonl header keeps it.
+    cfg = write_config(tmp_path, total_tokens=60, turn_max_tokens=20, seed=3, context=9000)
+    r = subprocess.run(PARROT + [str(cfg), "--out", str(tmp_path), "--name", "conv"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "warning: assistant llama-server: the model was trained on 8192 tokens" in r.stderr
+    header = messages(tmp_path)[0]
+    assert header["assistant"]["n_ctx"] == 8192
+    assert header["assistant"]["server_notes"][0].startswith("assistant llama-server: the model was trained on 8192")
+    assert header["user"]["server_notes"] == []

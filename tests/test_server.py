@@ -111,3 +111,31 @@ def test_no_orphan_when_the_program_is_stopped(sig):
     while server_pid in pids_of_llama_servers() and time.time() < deadline:
         time.sleep(0.1)
     assert server_pid not in pids_of_llama_servers()
+
+
+def test_a_context_beyond_the_trained_one_is_capped_and_said():
+    # The bundled SmolLM2-135M was trained on 8192 tokens; llama-server caps a slot there.
+    with EmbeddedServer(ctx=10000, name="capped") as s:
+        assert s.slot_context() == 8192
+        assert len(s.notes) == 1
+        assert "trained on 8192 tokens" in s.notes[0] and "not the 10000 asked for" in s.notes[0]
+        assert '"rope_scaling": "yarn"' in s.notes[0]
+        assert "--rope-scaling" not in s.command()
+
+
+def test_rope_scaling_stretches_a_short_trained_context():
+    with EmbeddedServer(ctx=17408, name="stretched", rope_scaling="yarn") as s:
+        assert s.slot_context() == 17408
+        cmd = s.command()
+        assert cmd[cmd.index("--rope-scaling") + 1] == "yarn" and cmd[cmd.index("--rope-scale") + 1] == "3"
+        assert cmd[cmd.index("--yarn-orig-ctx") + 1] == "8192"
+        assert s.notes == ["stretched llama-server: context stretched 3x by YaRN RoPE scaling "
+                           "(trained on 8192 tokens; now 17408 per conversation)"]
+        # it still talks
+        r = requests.post(s.url + "/completion", json={"prompt": "Hello", "n_predict": 4}, timeout=60).json()
+        assert r["tokens_predicted"] >= 1
+
+
+def test_a_context_the_model_holds_is_left_alone():
+    with EmbeddedServer(ctx=4096, name="fits", rope_scaling="yarn") as s:
+        assert s.slot_context() == 4096 and s.notes == [] and "--rope-scaling" not in s.command()
