@@ -154,6 +154,7 @@ class Dialogue:
         if role.prefix and not role.prefix.endswith((" ", '"', "*")):
             typed = " " + typed     # as a model continues "Theo:" with " ..."
         tokens = role.engine.count_tokens(typed) or len(typed.split())
+        self.display.typed(role.prefix + typed + "\n", role.name)
         self._add({"role": role.name, "text": role.prefix + typed, "prefix": role.prefix,
                    "generated": typed, "source": "human", "tokens_before": self.total,
                    "tokens": tokens})

@@ -34,6 +34,12 @@ class Display:
             self.stream.write(text)
             self.stream.flush()
 
+    def typed(self, line: str, role: str | None = None) -> None:
+        """A line the person typed (--human): a terminal has shown it already as
+        it was typed; a pipe or file gets it, so a teed log holds every turn."""
+        if not self.console:
+            self.write(line, role)
+
     def marker(self, total: int) -> None:
         self.write(f"--- {total} ---\n\n", "note")
 

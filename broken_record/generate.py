@@ -6,6 +6,7 @@ pieces to run many conversations against servers started once.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .config import Config
@@ -16,13 +17,20 @@ from .runlog import RunLog
 
 
 def human_input(prefix: str) -> str | None:
-    """Read the user character's line from the person at the keyboard."""
+    """Read the user character's line from the person at the keyboard.
+
+    The prompt goes to stderr: stdout carries the conversation in the log's
+    layout (the original was run with `| tee`), and the typed line reaches it
+    as a turn like any other.
+    """
     try:
         import readline  # noqa: F401  (line editing for input())
     except ImportError:
         pass
+    sys.stderr.write(f"\n[you] {prefix}")
+    sys.stderr.flush()
     try:
-        line = input(f"\n[you] {prefix}")
+        line = input()
     except EOFError:
         return None
     return line.strip() or None

@@ -91,6 +91,9 @@ def test_human_plays_the_user(tmp_path, llama_server):
     assert users[0]["source"] == "human" and users[0]["text"] == "Theo: I brought you a tiny radio."
     assert users[1]["source"] == "model"
     assert users[2]["source"] == "human" and users[2]["text"] == "Theo: It plays only love songs."
+    # the prompt is on stderr; stdout is the conversation in the log's layout, typed turns included
+    assert "[you] Theo:" in r.stderr and "[you]" not in r.stdout
+    assert r.stdout == (out / "h.log").read_text()
 
 
 def test_a_teed_stdout_log_analyses_like_the_jsonl(tmp_path, llama_server):
