@@ -20,7 +20,7 @@ test: setup-dev
 
 bench: setup-dev
 	$(PY) bench/bench_parrot.py --tokens 8192
-	$(PY) bench/bench_batch.py
+	$(PY) bench/bench_batch.py --user-cache-reuse 16
 	$(PY) bench/bench_analyze.py
 	$(PY) bench/bench_view.py
 
