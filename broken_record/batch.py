@@ -30,7 +30,7 @@ from .config import Config, load_config
 from .dialogue import Dialogue, Outcome
 from .display import Display
 from .errors import ParrotError
-from .roles import Role, embedded_servers, open_role
+from .roles import Role, ServerURLs, embedded_servers, open_role
 from .runlog import RunLog, now_iso, stamp
 from .server import install_signal_handlers
 
@@ -72,10 +72,9 @@ class ServerPool:
         return first + stride * lane
 
     @classmethod
-    def for_roles(cls, urls: dict, warn) -> dict[str, ServerPool]:
-        """One pool per role, from ``embedded_servers``' URLs (and slot layout)."""
-        layout, notes = getattr(urls, "slots", {}), getattr(urls, "notes", {})
-        return {name: cls(name, u, warn, layout.get(name), notes) for name, u in urls.items()}
+    def for_roles(cls, urls: ServerURLs, warn) -> dict[str, ServerPool]:
+        """One pool per role, from ``embedded_servers``' URLs, slot layout and notes."""
+        return {name: cls(name, u, warn, urls.slots.get(name), urls.notes) for name, u in urls.items()}
 
     def mark_down(self, url: str, why: str) -> None:
         with self._lock:
@@ -149,11 +148,10 @@ class Batch:
             if url is None:
                 return None
             try:
-                role = open_role(rc, url, self.config)
+                role = open_role(rc, url, self.config, pool.notes.get(url))
             except ParrotError as err:
                 pool.mark_down(url, str(err).splitlines()[0])
                 continue
-            role.notes = list(pool.notes.get(url, []))
             slot = pool.slot(url, lane)
             if slot is not None and role.engine.kind == "llama-server":
                 # this conversation's own slot: its cached prompt stays there

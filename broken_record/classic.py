@@ -34,6 +34,7 @@ and other metrics (metrics.py).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -437,21 +438,16 @@ def mine_compiled(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[li
     return classic_kernel.mine(text, n_max, n_min)
 
 
-_FAST: list = []  # the miner mine_fast uses, picked on first use
-
-
+@functools.cache
 def fast_miner():
-    """``mine_compiled`` when numba can be imported and compile it, else ``mine_numpy``."""
-    if not _FAST:
-        try:
-            from broken_record import classic_kernel  # imports numba
+    """``mine_compiled`` when numba can be imported and compile it, else ``mine_numpy``; picked once."""
+    try:
+        from broken_record import classic_kernel  # imports numba
 
-            classic_kernel.warm()  # compiles, or loads the cached kernel
-        except Exception:  # no numba, or it cannot compile here: numpy gives the same results
-            _FAST.append(mine_numpy)
-        else:
-            _FAST.append(mine_compiled)
-    return _FAST[0]
+        classic_kernel.warm()  # compiles, or loads the cached kernel
+    except Exception:  # no numba, or it cannot compile here: numpy gives the same results
+        return mine_numpy
+    return mine_compiled
 
 
 def mine_fast(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[tuple[str, int]], str]:

@@ -92,6 +92,19 @@ def _equal(buf, a, b, length):
     return True
 
 
+@njit(cache=True, inline="always")
+def _window_bytes(starts, lens, i, n):
+    """Length in bytes of the window of n words at word i."""
+    return starts[i + n - 1] + lens[i + n - 1] - starts[i]
+
+
+@njit(cache=True)
+def _same_window(buf, starts, lens, i, j, n):
+    """Do the n-windows at words i and j spell the same text?"""
+    length = _window_bytes(starts, lens, i, n)
+    return length == _window_bytes(starts, lens, j, n) and _equal(buf, starts[i], starts[j], length)
+
+
 @njit(cache=True)
 def _runs(prefix, w, n_min, powers, table, run):
     """Mark the positions whose n_min-window may repeat; run[i] = marked positions from i on. The longest run."""
@@ -149,7 +162,6 @@ def _count(buf, starts, lens, prefix, w, n, need, run, powers, slots, group_hash
             continue
         h = prefix[i + n] - prefix[i] * pn
         slot = np.intp(h >> shift)
-        length = starts[i + n - 1] + lens[i + n - 1] - starts[i]
         while True:
             g = slots[slot]
             if g < 0:
@@ -160,9 +172,7 @@ def _count(buf, starts, lens, prefix, w, n, need, run, powers, slots, group_hash
                 groups += 1
                 break
             if group_hash[g] == h:
-                j = group_first[g]
-                if not exact or (starts[j + n - 1] + lens[j + n - 1] - starts[j] == length
-                                 and _equal(buf, starts[i], starts[j], length)):
+                if not exact or _same_window(buf, starts, lens, i, group_first[g], n):
                     group_count[g] += 1
                     break
             slot = (slot + 1) & mask
@@ -258,14 +268,13 @@ def _mine(text, n_max, n_min, weak, i64, u64, u8):
             continue
         first = group_first[best]
         a = starts[first]
-        seg = starts[first + n - 1] + lens[first + n - 1] - a
+        seg = _window_bytes(starts, lens, first, n)
         out[used:used + seg] = buf[a:a + seg]
         out_offset[found_segments] = used
         out_length[found_segments] = seg
         out_count[found_segments] = group_count[best]
         out_n[found_segments] = n
         found_segments += 1
-        pattern = out[used:used + seg]
         used += seg
 
         # Every occurrence, left to right, without overlap, as str.replace finds them.
@@ -283,12 +292,7 @@ def _mine(text, n_max, n_min, weak, i64, u64, u8):
             at = starts[j] + lens[j] - head
             if at < free_from:
                 continue
-            same = True
-            for k in range(seg):
-                if buf[at + k] != pattern[k]:
-                    same = False
-                    break
-            if same:
+            if _equal(buf, at, a, seg):  # the winner's own bytes, untouched until the rebuild below
                 spans[found] = at
                 span_words[found] = j
                 found += 1

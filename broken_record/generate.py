@@ -40,10 +40,8 @@ def run_one(config: Config, out_dir: str | Path = ".", stem: str | None = None,
             display: Display | None = None, human: bool = False) -> tuple[Outcome, RunLog]:
     display = display or Display()
     with embedded_servers(config) as urls:
-        assistant = open_role(config.assistant, urls["assistant"][0], config)
-        user = open_role(config.user, urls["user"][0], config)
-        for role in (assistant, user):
-            role.notes = list(urls.notes.get(role.info.url, []))
+        assistant, user = (open_role(rc, urls[rc.name][0], config, urls.notes.get(urls[rc.name][0]))
+                           for rc in (config.assistant, config.user))
         for w in urls.warnings + assistant.warnings() + user.warnings():
             display.warn(w)
         log = RunLog(out_dir, stem)

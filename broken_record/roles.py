@@ -49,14 +49,15 @@ class Role:
                 f"{', '.join(self.dropped)}: not sent"]
 
 
-def open_role(rc: RoleConfig, url: str, config: Config) -> Role:
+def open_role(rc: RoleConfig, url: str, config: Config, notes: list[str] | None = None) -> Role:
+    """``notes``: what starting that server found (``ServerURLs.notes[url]``), kept in the log header."""
     engine = connect(url, rc.engine, role=rc.name, timeout=config.timeout, api_model=rc.api_model)
     template = templates.load(rc.template, engine.info.chat_template)
     if template.name == "server" and hasattr(engine, "apply_template"):
         template = _checked_server_template(template, engine)
     params, dropped = engine.translate(rc.sampler)
     return Role(name=rc.name, prefix=rc.prefix, engine=engine, template=template,
-                params=params, dropped=dropped)
+                params=params, dropped=dropped, notes=list(notes or []))
 
 
 def _checked_server_template(template, engine):

@@ -1,5 +1,6 @@
 """parrot.sh: run folders, parallel conversations, resume, server pools."""
 
+import io
 import json
 import signal
 import subprocess
@@ -8,7 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import requests
+from rich.console import Console
 
+from broken_record.batch import Batch, ServerPool
+from broken_record.config import load_config
+from broken_record.roles import embedded_servers
 from broken_record.server import EmbeddedServer
 from conftest import ROOT, sigint_default
 from test_server import pids_of_llama_servers
@@ -151,15 +157,6 @@ def test_a_parallel_conversation_keeps_to_its_own_slots(tmp_path):
     # -j 2 on the embedded default: one server with 4 slots. The conversation in
     # lane j sends the assistant's requests to slot 2j and the user's to 2j + 1,
     # so parallel conversations never evict each other's cached prompts.
-    import io
-
-    import requests
-    from rich.console import Console
-
-    from broken_record.batch import Batch, ServerPool
-    from broken_record.config import load_config
-    from broken_record.roles import embedded_servers
-
     cfg = load_config(config(tmp_path))
 
     def one_conversation(urls, lane, name):

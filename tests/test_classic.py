@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -256,9 +258,6 @@ def test_fast_equals_reference_on_hard_cases(miner, text, n_max, n_min):
 
 def test_numpy_takes_over_without_numba():
     # A machine where numba cannot be imported still gets the same figures.
-    import subprocess
-    import sys
-
     code = ("import sys; sys.modules['numba'] = None\n"
             "from broken_record import classic\n"
             "assert classic.fast_miner() is classic.mine_numpy\n"
