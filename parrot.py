@@ -4,48 +4,9 @@
     python parrot.py [config.json] [--out DIR] [--name STEM] [--human]
 """
 
-import argparse
 import sys
 
-from broken_record.config import load_config
-from broken_record.display import Display
-from broken_record.errors import ParrotError
-from broken_record.generate import run_one
-from broken_record.server import install_signal_handlers
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="parrot.py",
-        description="Make two models talk (an assistant character at full context and a user "
-                    "character that remembers only the last few messages), stream the turns, and "
-                    "write <name>.log (original text layout) and <name>.jsonl (one line per turn). "
-                    "With no api_url in the config, llama-server is started with the bundled model.")
-    ap.add_argument("config", nargs="?", default="config.json", help="config file (default: config.json)")
-    ap.add_argument("--out", default=".", metavar="DIR", help="folder for the two logs (default: .)")
-    ap.add_argument("--name", metavar="STEM", help="file name stem (default: parrot_<date_time_ns>)")
-    ap.add_argument("--human", action="store_true",
-                    help="type the user character's lines yourself; an empty line lets the user model speak")
-    ap.add_argument("--quiet", action="store_true", help="do not stream the conversation to stdout")
-    args = ap.parse_args(argv)
-    install_signal_handlers()
-    display = Display(quiet=args.quiet)
-    try:
-        config = load_config(args.config)
-        outcome, log = run_one(config, args.out, args.name, display, human=args.human)
-    except ParrotError as err:
-        print(f"parrot.py: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("parrot.py: interrupted", file=sys.stderr)
-        return 130
-    display.note(f"{outcome.end_reason}: {outcome.total_tokens} tokens, {outcome.turns} turns"
-                 f"{' (' + outcome.detail + ')' if outcome.detail else ''}; logs: {log.log_path}, "
-                 f"{log.jsonl_path}")
-    if outcome.end_reason == "interrupted":
-        return 130
-    return 1 if outcome.end_reason == "error" else 0
-
+from broken_record.cli.parrot import main
 
 if __name__ == "__main__":
     sys.exit(main())

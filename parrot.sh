@@ -11,4 +11,8 @@ if [ $# -lt 1 ]; then
     echo "       ./parrot.sh <number_of_iterations> --resume <parrot_YYYYmmdd_HHMMSS>" >&2
     exit 2
 fi
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m broken_record.batch "$@"
+if ! "$py" -c "import broken_record.cli.batch" 2>/dev/null; then
+    echo "parrot.sh: the broken_record package cannot be imported by $py: run 'make setup' (or: pip install -e $here)" >&2
+    exit 2
+fi
+exec "$py" -m broken_record.cli.batch "$@"

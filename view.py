@@ -7,90 +7,15 @@
 A run folder without analysis.json is analysed first.
 """
 
-from __future__ import annotations
-
-import argparse
-import os
-import subprocess
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-
-from broken_record import compare  # noqa: E402
-
-USAGE = "usage: python view.py [--html results.html] [--port N] <run folder> [<run folder> ...] (at most 10)"
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="view.py", usage=USAGE.removeprefix("usage: "),
-                                     description="Compare up to ten analysed parrot runs.")
-    parser.add_argument("runs", nargs="*", help="run folders written by parrot.sh")
-    parser.add_argument("--html", metavar="FILE", help="write a static results.html instead of starting the app")
-    parser.add_argument("--port", type=int, help="port for the Streamlit server (default: Streamlit's)")
-    return parser.parse_args(argv)
-
-
-def write_report(target: str, folders: list[str]) -> int:
-    from broken_record.html_report import write_html
-
-    if not Path(target).resolve().parent.is_dir():
-        print(f"view.py: cannot write {target}: its folder does not exist", file=sys.stderr)
-        return 1
-    runs = []
-    for folder, label in zip(folders, compare.unique_labels(folders)):
-        if Path(folder).is_dir() and not (Path(folder) / compare.ANALYSIS_FILE).is_file():
-            print(f"view.py: {folder} has no analysis.json yet: analysing it now", file=sys.stderr)
-        run = compare.open_run(folder, label)
-        if run.error:
-            print(f"view.py: {run.label}: {run.error}", file=sys.stderr)
-        runs.append(run)
-    if not any(r.ok for r in runs):
-        print("view.py: no run could be shown; nothing written", file=sys.stderr)
-        return 1
-    try:
-        path = write_html(target, runs)
-    except OSError as exc:
-        print(f"view.py: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    print(f"view.py: wrote {path} (open it in a browser: it needs no server or network)")
-    return 0 if all(r.ok for r in runs) else 1
-
-
-def serve(folders: list[str], port: int | None) -> int:
-    """Hand over to `streamlit run` on the dashboard, which opens the browser."""
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "broken_record" / "dashboard.py"),
-               # Loopback only: the page shows model text and local paths.
-               "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
-    if port:
-        command += ["--server.port", str(port)]
-    command += ["--", *folders]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    if os.name == "posix":
-        # Become the server, so Ctrl-C and kill reach it directly and no child is left behind.
-        os.execve(sys.executable, command, env)
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
-    if not args.runs:
-        print(USAGE, file=sys.stderr)
-        return 2
-    problem = compare.too_many_runs(args.runs)
-    if problem:
-        print(f"view.py: {problem}", file=sys.stderr)
-        return 2
-    if args.html:
-        return write_report(args.html, args.runs)
-    return serve(args.runs, args.port)
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if "streamlit" in sys.modules:
+        # `streamlit run view.py -- <run folder> ...` (what `python view.py` starts): draw the page
+        from broken_record.view.app import main as page
+
+        page(sys.argv[1:])
+    else:
+        from broken_record.cli.view import main
+
+        sys.exit(main(page=__file__))

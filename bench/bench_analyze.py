@@ -35,14 +35,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from broken_record.analysis import classic
+from broken_record.analysis import folder as analysis
+from broken_record.runs.reader import read_log
+from broken_record.runs.writer import RunLog, closing_text
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-from broken_record import analysis, classic  # noqa: E402
-from broken_record.logs import read_log  # noqa: E402
-from broken_record.runlog import RunLog, closing_text  # noqa: E402
 
 TESTDATA = ROOT / "tests" / "fixtures" / "testdata"
 REAL_LOGS = ["parrot_cold_1.log", "parrot_hot_1.log", "parrot_norep_1.log", "parrot_orig_1.log"]

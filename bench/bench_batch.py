@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -26,13 +25,12 @@ from pathlib import Path
 import requests
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from broken_record.conversation.batch import Batch, ServerPool
+from broken_record.conversation.config import load_config, parse_config
+from broken_record.conversation.roles import embedded_servers
+from broken_record.inference.embedded import EmbeddedServer
 
-from broken_record.batch import Batch, ServerPool  # noqa: E402
-from broken_record.config import load_config, parse_config  # noqa: E402
-from broken_record.roles import embedded_servers  # noqa: E402
-from broken_record.server import EmbeddedServer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PROMPT = ("<|im_start|>system\nJuno and Theo are on a first date at a night market.<|im_end|>\n"
           "<|im_start|>user\nTheo: Tell me a long story about the river.<|im_end|>\n"

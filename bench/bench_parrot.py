@@ -14,18 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from broken_record.conversation.config import load_config, parse_config
+from broken_record.conversation.dialogue import Dialogue
+from broken_record.conversation.roles import embedded_servers, open_role
+from broken_record.runs.writer import RunLog
 
-from broken_record.config import load_config, parse_config  # noqa: E402
-from broken_record.dialogue import Dialogue  # noqa: E402
-from broken_record.roles import embedded_servers, open_role  # noqa: E402
-from broken_record.runlog import RunLog  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

@@ -16,18 +16,16 @@ import json
 import platform
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from broken_record.view.frames import BOUNDED, BREAK_TYPES, LOOP_TYPES
 
-from broken_record.compare import BOUNDED, BREAK_TYPES, LOOP_TYPES  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 REAL_LOG = ROOT / "tests" / "fixtures" / "runs" / "run_b" / "parrot_hot_1.log"
-WORDS = "the a I you so glad thanks really love volleyball coffee weather sport smile mansion".split()
+WORDS = ["the", "a", "I", "you", "so", "glad", "thanks", "really", "love", "volleyball", "coffee", "weather", "sport", "smile", "mansion"]
 
 
 def synthetic_conversation(rng: random.Random, index: int, turns: int, temperature: float) -> dict:
@@ -102,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folders = make_runs(Path(tmp), args.runs, args.conversations, args.turns)
         size = sum((Path(f) / "analysis.json").stat().st_size for f in folders)
-        script = f"from broken_record.dashboard import main\nmain({folders!r})\n"
+        script = f"from broken_record.view.app import main\nmain({folders!r})\n"
         at = AppTest.from_string(script, default_timeout=120)
         start = time.perf_counter()
         at.run()

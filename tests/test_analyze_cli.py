@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from broken_record import analysis
-from broken_record.detectors import BREAK_TYPES, LOOP_TYPES
+from broken_record.analysis import folder as analysis
+from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT / "tests" / "fixtures" / "testdata"
@@ -207,7 +207,7 @@ def test_a_real_parrot_sh_folder(tmp_path):
 
 
 def test_text_and_jsonl_logs_of_a_real_run_agree():
-    from broken_record.logs import read_log
+    from broken_record.runs.reader import read_log
 
     for jsonl in REAL_RUN.glob("*.jsonl"):
         a = analysis.analyze_conversation(read_log(jsonl))

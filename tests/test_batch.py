@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from rich.console import Console
-
-from broken_record.batch import Batch, ServerPool
-from broken_record.config import load_config
-from broken_record.roles import embedded_servers
-from broken_record.server import EmbeddedServer
 from conftest import ROOT, sigint_default
+from rich.console import Console
 from test_server import pids_of_llama_servers
+
+from broken_record.conversation.batch import Batch, ServerPool
+from broken_record.conversation.config import load_config
+from broken_record.conversation.roles import embedded_servers
+from broken_record.inference.embedded import EmbeddedServer
 
 PARROT_SH = str(ROOT / "parrot.sh")
 

@@ -11,19 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broken_record import classic
-from broken_record.classic import (
+from broken_record.analysis import classic, classic_kernel
+from broken_record.analysis.classic import (
     assistant_lines,
     classic_from_lines,
     extensions,
-    lines_after_done,
     fast_miner,
+    lines_after_done,
     mine_compiled,
     mine_fast,
     mine_numpy,
     mine_reference,
 )
-from broken_record import classic_kernel
 
 TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
 EXPECTED = json.loads((TESTDATA / "expected_classic.json").read_text())
@@ -259,7 +258,7 @@ def test_fast_equals_reference_on_hard_cases(miner, text, n_max, n_min):
 def test_numpy_takes_over_without_numba():
     # A machine where numba cannot be imported still gets the same figures.
     code = ("import sys; sys.modules['numba'] = None\n"
-            "from broken_record import classic\n"
+            "from broken_record.analysis import classic\n"
             "assert classic.fast_miner() is classic.mine_numpy\n"
             "print(classic.mine_fast('a b c d e f a b c d e f x'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -5,11 +5,10 @@ import subprocess
 import sys
 
 import pytest
-
-from broken_record.config import load_config, parse_config, template_from_tokenizer
-from broken_record.errors import ConfigError
-
 from conftest import ROOT
+
+from broken_record.conversation.config import load_config, parse_config, template_from_tokenizer
+from broken_record.errors import ConfigError
 
 BASE = json.loads((ROOT / "config.json").read_text())
 

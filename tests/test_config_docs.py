@@ -4,9 +4,9 @@ import json
 import re
 
 import pytest
-
-from broken_record.config import KEYS, SAMPLER_ALIASES, SAMPLER_KEYS, parse_config
 from conftest import ROOT
+
+from broken_record.conversation.config import KEYS, SAMPLER_ALIASES, SAMPLER_KEYS, parse_config
 
 DOC = (ROOT / "CONFIG.md").read_text()
 EXAMPLES = re.findall(r"```json\n(.*?)```", DOC, re.S)

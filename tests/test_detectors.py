@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from broken_record import detectors as d
-from broken_record.logs import read_log
+from broken_record.analysis import detectors as d
+from broken_record.runs.reader import read_log
 
 TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
 
@@ -131,7 +131,7 @@ def plain_tfidf_cosines(texts: list[str], window: int = 3) -> dict:
     from collections import Counter
     from math import log, sqrt
 
-    from broken_record.metrics import tokens
+    from broken_record.analysis.metrics import tokens
 
     def features(text):
         toks, flat = tokens(text), " ".join(text.lower().split())

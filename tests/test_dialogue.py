@@ -4,13 +4,13 @@ import json
 import re
 import threading
 
-
-from broken_record.config import load_config
-from broken_record.dialogue import Dialogue
-from broken_record.roles import open_role
-from broken_record.runlog import RunLog
-from broken_record.server import EmbeddedServer
 from fakes import FakeServer
+
+from broken_record.conversation.config import load_config
+from broken_record.conversation.dialogue import Dialogue
+from broken_record.conversation.roles import open_role
+from broken_record.inference.embedded import EmbeddedServer
+from broken_record.runs.writer import RunLog
 
 
 def read_jsonl(path):
@@ -178,7 +178,8 @@ def test_a_failed_turn_leaves_the_stdout_layout_readable(tmp_path, small_config,
     import json as _json
 
     import fakes
-    from broken_record.display import Display
+
+    from broken_record.conversation.display import Display
 
     def failing_events(fake, pieces, finish, body):
         yield "data: " + _json.dumps({"choices": [{"index": 0, "text": "a b",

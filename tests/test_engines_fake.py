@@ -1,10 +1,9 @@
 """The OpenAI-compatible and koboldcpp adapters against fakes of their wire formats."""
 
 import pytest
-
-from broken_record.engines import (ConnectionLost, ContextOverflow, EngineError, connect,
-                                   detect)
 from fakes import FakeServer
+
+from broken_record.inference import ConnectionLost, ContextOverflow, EngineError, connect, detect
 
 STOP = ["\n"]
 

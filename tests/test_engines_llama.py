@@ -3,8 +3,8 @@
 import pytest
 import requests
 
-from broken_record.engines import ContextOverflow, connect, detect
-from broken_record.templates import builtin
+from broken_record.inference import ContextOverflow, connect, detect
+from broken_record.inference.templates import builtin
 
 PROMPT = builtin("chatml").render([
     {"role": "system", "content": "You are Juno, cheerful and talkative."},

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from broken_record import analysis, judge, logs
-from broken_record.engines import KoboldCpp, OpenAICompatible, ServerInfo
-from broken_record.engines.llamacpp import LlamaServer
-from broken_record.server import free_port
 from fakes import FakeServer
+
+from broken_record.analysis import folder as analysis
+from broken_record.analysis import judge
+from broken_record.inference import KoboldCpp, OpenAICompatible, ServerInfo
+from broken_record.inference.embedded import free_port
+from broken_record.inference.llamacpp import LlamaServer
+from broken_record.runs import reader as logs
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT / "tests" / "fixtures" / "testdata"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from broken_record import classic
-from broken_record.logs import LogError, find_logs, parse_jsonl, parse_text_log, read_log
-from broken_record.runlog import RunLog, closing_text
+from broken_record.analysis import classic
+from broken_record.runs.reader import LogError, find_logs, parse_jsonl, parse_text_log, read_log
+from broken_record.runs.writer import RunLog, closing_text
 
 TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
 RUN_A = Path(__file__).parent / "fixtures" / "runs" / "run_a"

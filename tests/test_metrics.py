@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broken_record import classic, metrics
-from broken_record.logs import read_log
+from broken_record.analysis import classic, metrics
+from broken_record.runs.reader import read_log
 
 TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
 

@@ -99,7 +99,7 @@ def test_human_plays_the_user(tmp_path, llama_server):
 def test_a_teed_stdout_log_analyses_like_the_jsonl(tmp_path, llama_server):
     """`python parrot.py config.json | tee x.log` gives a log analyze.py reads with
     the same classic figures as the structured log."""
-    from broken_record.analysis import analyze_file
+    from broken_record.analysis.folder import analyze_file
     cfg = write_config(tmp_path, api_url=llama_server.url, total_tokens=300, turn_max_tokens=48)
     out = tmp_path / "run"
     r = subprocess.run(PARROT + [str(cfg), "--out", str(out), "--name", "conv"],
@@ -116,15 +116,16 @@ def test_a_teed_stdout_log_analyses_like_the_jsonl(tmp_path, llama_server):
 
 
 def test_parrot_llama_server_env_selects_the_binary(tmp_path, monkeypatch):
-    from broken_record.server import EmbeddedServer, llama_server_binary
+    from broken_record.inference.embedded import EmbeddedServer, llama_server_binary
     real = llama_server_binary()
     monkeypatch.setenv("PARROT_LLAMA_SERVER", real)
     with EmbeddedServer(ctx=256, name="env") as srv:
         assert srv.command()[0] == real
     monkeypatch.setenv("PARROT_LLAMA_SERVER", str(tmp_path / "missing"))
     import pytest
+
     from broken_record.errors import ServerError
-    with pytest.raises(ServerError, match="PARROT_LLAMA_SERVER=.*missing is not an executable"):
+    with pytest.raises(ServerError, match=r"PARROT_LLAMA_SERVER=.*missing is not an executable"):
         llama_server_binary()
 
 

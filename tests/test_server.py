@@ -9,11 +9,10 @@ import time
 
 import pytest
 import requests
+from conftest import ROOT, sigint_default
 
 from broken_record.errors import ServerError
-from broken_record.server import EmbeddedServer
-
-from conftest import ROOT, sigint_default
+from broken_record.inference.embedded import EmbeddedServer
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -62,7 +61,7 @@ def test_slots_split_the_context():
 
 
 def test_missing_model_is_one_clear_line(tmp_path):
-    with pytest.raises(ServerError, match="model file not found: .*nope.gguf"):
+    with pytest.raises(ServerError, match=r"model file not found: .*nope\.gguf"):
         EmbeddedServer(model=str(tmp_path / "nope.gguf")).start()
 
 
@@ -88,9 +87,8 @@ def test_server_that_fails_to_start_shows_its_log(tmp_path):
 
 
 SCRIPT = """
-import sys, time
-sys.path.insert(0, {root!r})
-from broken_record.server import EmbeddedServer, install_signal_handlers
+import time
+from broken_record.inference.embedded import EmbeddedServer, install_signal_handlers
 install_signal_handlers()
 with EmbeddedServer(ctx=512, name="child") as s:
     print(s.proc.pid, flush=True)

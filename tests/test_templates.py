@@ -2,9 +2,8 @@
 
 import pytest
 
-from broken_record import templates
-from broken_record.engines import connect
 from broken_record.errors import ParrotError
+from broken_record.inference import connect, templates
 
 MSGS = [{"role": "system", "content": "S"}, {"role": "user", "content": "U1"},
         {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2"}]

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from broken_record import compare
-from broken_record.compare import BOUNDED
+from broken_record.view import frames as compare
+from broken_record.view.frames import BOUNDED
 
 FIXTURE_RUNS = Path(__file__).resolve().parent / "fixtures" / "runs"
 CHARTS = ("scatter", "histograms", "types", "survival")
@@ -44,7 +44,7 @@ def analysis(folder: str) -> dict:
 
 def app(folders: list[str]) -> AppTest:
     at = AppTest.from_string(
-        f"from broken_record.dashboard import main\nmain({folders!r})\n", default_timeout=TIMEOUT
+        f"from broken_record.view.app import main\nmain({folders!r})\n", default_timeout=TIMEOUT
     )
     return at.run()
 

@@ -11,7 +11,6 @@ must draw from the inlined Vega bundle, and a legend click must hide a run.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from broken_record import compare
+from broken_record.view import frames as compare
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -62,13 +61,12 @@ def server(runs, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     command = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "broken_record" / "dashboard.py"),
+        sys.executable, "-m", "streamlit", "run", str(ROOT / "view.py"),
         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--", *runs,
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

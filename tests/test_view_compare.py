@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from broken_record import compare
-from broken_record.compare import BOUNDED, Run
-from broken_record.dashboard import highlight, turn_html
+from broken_record.view import frames as compare
+from broken_record.view.app import highlight, turn_html
+from broken_record.view.frames import BOUNDED, Run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,12 +24,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import requests
+
+from broken_record.errors import ParrotError
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the repo root, for broken_record
-
-import requests  # noqa: E402
-
-from broken_record.errors import ParrotError  # noqa: E402
 
 PROMPT_FILE = HERE / "roleplay.txt"
 OUTPUT_NAME = "generation.json"
@@ -282,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             result = generate(args.url.rstrip("/"), prompt, args.n_predict, args.seed)
         else:
-            from broken_record.server import EmbeddedServer, install_signal_handlers
+            from broken_record.inference.embedded import EmbeddedServer, install_signal_handlers
 
             install_signal_handlers()
             print("v0: starting the embedded llama-server (SmolLM2-135M-Instruct)", file=sys.stderr)

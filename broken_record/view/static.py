@@ -19,9 +19,9 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from broken_record import compare
-from broken_record.compare import BOUNDED, Run
-from broken_record.dashboard import histogram_chart, scatter_chart, survival_chart, types_chart
+from broken_record.view import frames as compare
+from broken_record.view.app import histogram_chart, scatter_chart, survival_chart, types_chart
+from broken_record.view.frames import BOUNDED, Run
 
 PAGE_CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}

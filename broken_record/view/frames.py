@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from broken_record.detectors import BREAK_TYPES, LOOP_TYPES
+from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
 
 MAX_RUNS = 10
 RESULTS_PREFIX = "results-"
@@ -94,7 +94,7 @@ def too_many_runs(folders: list[str]) -> str | None:
 
 def conversation_logs(folder: Path) -> list[Path]:
     """The conversation logs in a run folder, one per conversation (logs.py decides)."""
-    from broken_record.logs import find_logs
+    from broken_record.runs.reader import find_logs
 
     return find_logs(folder)
 
@@ -152,7 +152,7 @@ def analyse_folder(path: str | Path, workers: int | None = None) -> dict:
     Falls back to an in-memory analysis when the folder is read-only.
     ``workers``: processes for the analysis (None: every core).
     """
-    from broken_record import analysis  # heavy: only when a folder needs it
+    from broken_record.analysis import folder as analysis  # heavy: only when a folder needs it
 
     try:
         return analysis.write_analysis(path, workers=workers)
@@ -465,7 +465,7 @@ def read_turns(folder: str | Path, file: str) -> list[dict]:
 
     Reads the log analysis.json names, with logs.py (``LogError`` if unreadable).
     """
-    from broken_record.logs import read_log
+    from broken_record.runs.reader import read_log
 
     conversation = read_log(Path(folder) / file)
     return [

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from broken_record.detectors import BREAK_TYPES, LOOP_TYPES
+from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
 
 SHORT = {
     "single_turn_loop": "single", "multi_turn_loop": "multi", "intra_turn_repetition": "intra",

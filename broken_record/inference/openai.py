@@ -8,9 +8,8 @@ then `data: [DONE]`. vLLM's `max_tokens` defaults to 16: always sent.
 
 from __future__ import annotations
 
-from .base import (Completion, ConnectionLost, Engine, EngineError, ServerInfo, clock,
-                   parse_data)
-from .llamacpp import LlamaServer
+from broken_record.inference.base import Completion, ConnectionLost, Engine, EngineError, ServerInfo, clock, parse_data
+from broken_record.inference.llamacpp import LlamaServer
 
 OPENAI_NAMES = {
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",

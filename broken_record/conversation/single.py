@@ -1,6 +1,6 @@
 """One conversation from a config: servers up, roles connected, turns logged.
 
-This is what `parrot.py` runs; `parrot.sh` (broken_record.batch) reuses the
+This is what `parrot.py` runs; `parrot.sh` (broken_record.conversation.batch) reuses the
 pieces to run many conversations against servers started once.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .config import Config
-from .dialogue import Dialogue, Outcome
-from .display import Display
-from .roles import embedded_servers, open_role
-from .runlog import RunLog
+from broken_record.conversation.config import Config
+from broken_record.conversation.dialogue import Dialogue, Outcome
+from broken_record.conversation.display import Display
+from broken_record.conversation.roles import embedded_servers, open_role
+from broken_record.runs.writer import RunLog
 
 
 def human_input(prefix: str) -> str | None:

@@ -11,31 +11,23 @@ servers' reported settings, start and end times, each conversation's outcome).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import __version__
-from .config import Config, load_config
-from .dialogue import Dialogue, Outcome
-from .display import Display
-from .errors import ParrotError
-from .roles import Role, ServerURLs, embedded_servers, open_role
-from .runlog import RunLog, now_iso, stamp
-from .server import install_signal_handlers
-
-USAGE = "usage: ./parrot.sh <number_of_iterations> <path/config.json> [-j K]\n" \
-        "       ./parrot.sh <number_of_iterations> --resume <parrot_YYYYmmdd_HHMMSS>"
+from broken_record import __version__
+from broken_record.conversation.config import Config
+from broken_record.conversation.dialogue import Dialogue, Outcome
+from broken_record.conversation.display import Display
+from broken_record.conversation.roles import Role, ServerURLs, open_role
+from broken_record.errors import ParrotError
+from broken_record.runs.writer import RunLog, now_iso, stamp
 
 
 class ServerPool:
@@ -289,7 +281,7 @@ class Batch:
             for fut in running:
                 try:
                     outcomes.append(fut.result(timeout=60))
-                except Exception:   # noqa: BLE001  (a worker's own failure is in its log)
+                except Exception:
                     pass
         finally:
             ex.shutdown(wait=True, cancel_futures=True)
@@ -319,65 +311,3 @@ class Batch:
 def _fmt_secs(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="parrot.sh", usage=USAGE, description=(
-        "Run N conversations into a new folder parrot_<YYYYmmdd_HHMMSS>/ (or top up an existing "
-        "one with --resume), with the embedded llama-server started once for the batch."))
-    ap.add_argument("iterations", type=int, help="number of complete conversations wanted")
-    ap.add_argument("config", nargs="?", help="config file")
-    ap.add_argument("-j", "--jobs", type=int, default=1, help="conversations at once (default 1)")
-    ap.add_argument("--resume", metavar="FOLDER", help="top up this run folder, with its saved config")
-    ap.add_argument("--out", metavar="DIR", default=".", help="where the run folder is made (default .)")
-    args = ap.parse_args(argv)
-    if args.iterations < 1:
-        ap.error("number_of_iterations must be at least 1")
-    if args.jobs < 1:
-        ap.error("-j must be at least 1")
-    if not args.resume and not args.config:
-        ap.error("a config file is needed (or --resume FOLDER)")
-    return args
-
-
-def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    install_signal_handlers()
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        if args.resume:
-            folder = Path(args.resume)
-            if not (folder / "config.json").is_file():
-                raise ParrotError(f"{folder}: not a run folder (no config.json): give a folder "
-                                  f"made by parrot.sh")
-            config = load_config(folder / "config.json")
-        else:
-            config = load_config(args.config)
-            folder = Path(args.out) / ("parrot_" + datetime.now().strftime("%Y%m%d_%H%M%S"))
-            while folder.exists():
-                time.sleep(1)
-                folder = Path(args.out) / ("parrot_" + datetime.now().strftime("%Y%m%d_%H%M%S"))
-            folder.mkdir(parents=True)
-            shutil.copyfile(args.config, folder / "config.json")
-        batch = Batch(config, folder, args.iterations, args.jobs, console,
-                      display_text=args.jobs == 1)
-        if batch.complete >= args.iterations:
-            batch.say(f"[parrot.sh] {folder} already holds {batch.complete} complete conversations")
-            return 0
-        batch.say(f"[parrot.sh] run folder {folder}")
-        # per-slot context must hold a whole conversation; one slot per parallel conversation
-        with embedded_servers(config, slots=args.jobs) as urls:
-            for w in urls.warnings:
-                batch.warn(w)
-            pools = ServerPool.for_roles(urls, batch.warn)
-            return batch.run(pools)
-    except ParrotError as err:
-        print(f"parrot.sh: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("parrot.sh: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

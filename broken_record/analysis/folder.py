@@ -29,7 +29,8 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from broken_record import classic, detectors, logs, metrics
+from broken_record.analysis import classic, detectors, metrics
+from broken_record.runs import reader as logs
 
 VERSION = 1
 ANALYSIS_FILE = "analysis.json"
@@ -255,7 +256,7 @@ def write_analysis(path: str | Path, workers: int | None = None, judge: str | No
     """
     analysis = analyze_folder(path, workers=workers)
     if judge:
-        from broken_record import judge as judge_mod
+        from broken_record.analysis import judge as judge_mod
 
         notes = judge_mod.judge_folders([(path, analysis)], judge, kind=judge_engine, lines=judge_lines)
         analysis["warnings"] = list(analysis.get("warnings", [])) + notes

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import requests
 
-from .errors import Interrupted, ServerError
+from broken_record.errors import Interrupted, ServerError
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _PR_SET_PDEATHSIG = 1
-_running: set["EmbeddedServer"] = set()
+_running: set[EmbeddedServer] = set()
 
 
 def llama_server_binary() -> str:
@@ -126,7 +126,7 @@ class EmbeddedServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "EmbeddedServer":
+    def __enter__(self) -> EmbeddedServer:
         self.start()
         return self
 

@@ -46,8 +46,6 @@
 
 from __future__ import annotations
 
-
-
 import json
 import os
 import time

@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from . import templates
-from .config import Config, RoleConfig
-from .engines import Engine, ServerInfo, connect
-from .errors import ParrotError
-from .server import EmbeddedServer
+from broken_record.conversation.config import Config, RoleConfig
+from broken_record.errors import ParrotError
+from broken_record.inference import Engine, ServerInfo, connect, templates
+from broken_record.inference.embedded import EmbeddedServer
 
 
 @dataclass

@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .config import Config
-from .display import Display
-from .engines import Completion, ContextOverflow, EngineError
-from .roles import Role
-from .runlog import RunLog, closing_text, now_iso
-from .templates import swap_roles
+from broken_record.conversation.config import Config
+from broken_record.conversation.display import Display
+from broken_record.conversation.roles import Role
+from broken_record.inference import Completion, ContextOverflow, EngineError
+from broken_record.inference.templates import swap_roles
+from broken_record.runs.writer import RunLog, closing_text, now_iso
 
 END_REASONS = ("total_tokens", "context_full", "interrupted", "error")
 
@@ -73,7 +73,7 @@ class Dialogue:
     def header(self) -> dict:
         import platform
 
-        from . import __version__
+        from broken_record import __version__
         return {"tool_version": __version__, "started": now_iso(), "config": self.config.raw,
                 "agent_prefix": self.config.agent_prefix, "user_prefix": self.config.user_prefix,
                 "assistant": self.roles["assistant"].describe(), "user": self.roles["user"].describe(),

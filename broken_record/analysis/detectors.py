@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from broken_record.metrics import seq_rep_n, tokens
+from broken_record.analysis.metrics import seq_rep_n, tokens
 
 LOOP_TYPES = ("single_turn_loop", "multi_turn_loop", "intra_turn_repetition",
               "prefix_repetition", "semantic_repetition")
@@ -363,10 +363,9 @@ def word_soup(replies: list[Reply], turn_max_tokens: int | None = None) -> dict:
             limit_turns.append(i)
             if rambling and (len(reply.text) >= SOUP_MIN_CHARS or odd_word_share(reply.text) >= SOUP_ODD_SHARE):
                 flagged.append(i)
-        elif reply.stop is None and reply.tokens is None:
-            # No stop reason at all: only the text can tell.
-            if len(reply.text) >= SOUP_MIN_CHARS and rambling and odd_word_share(reply.text) >= SOUP_ODD_SHARE:
-                flagged.append(i)
+        elif (reply.stop is None and reply.tokens is None  # no stop reason at all: only the text can tell
+              and len(reply.text) >= SOUP_MIN_CHARS and rambling and odd_word_share(reply.text) >= SOUP_ODD_SHARE):
+            flagged.append(i)
     n = max(1, len(_generated(replies)))
     return _entry(bool(flagged), flagged, len(flagged) / n, limit_turns=limit_turns,
                   evidence="stop reason" if any(r.stop or r.tokens is not None for r in replies) else "text")

@@ -6,7 +6,7 @@ the token counts and the settings the server applied; there is no [DONE].
 
 from __future__ import annotations
 
-from .base import Completion, ConnectionLost, Engine, ServerInfo, clock, parse_data
+from broken_record.inference.base import Completion, ConnectionLost, Engine, ServerInfo, clock, parse_data
 
 NATIVE = ["temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty",
           "repeat_last_n", "presence_penalty", "frequency_penalty", "dry_multiplier",

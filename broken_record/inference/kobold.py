@@ -11,8 +11,16 @@ from __future__ import annotations
 
 import uuid
 
-from .base import (Completion, ConnectionLost, Engine, EngineError, ServerInfo, clock,
-                   parse_data, strip_stop)
+from broken_record.inference.base import (
+    Completion,
+    ConnectionLost,
+    Engine,
+    EngineError,
+    ServerInfo,
+    clock,
+    parse_data,
+    strip_stop,
+)
 
 KOBOLD_NAMES = {
     "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",

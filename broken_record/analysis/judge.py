@@ -35,15 +35,15 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
-from broken_record import logs, templates
-from broken_record.engines import connect
-from broken_record.engines.base import ConnectionLost, Engine, EngineError
 from broken_record.errors import ParrotError, ServerError
+from broken_record.inference import connect, templates
+from broken_record.inference.base import ConnectionLost, Engine, EngineError
+from broken_record.runs import reader as logs
 
 DEFAULT_LINES = 5
 MAX_TOKENS = 160          # per reply: the JSON object needs about 60-120 tokens
@@ -350,7 +350,7 @@ def open_judge(spec: str, kind: str = "auto", lines: int = DEFAULT_LINES,
     cannot be started or reached.
     """
     if spec == "embedded":
-        from broken_record.server import EmbeddedServer
+        from broken_record.inference.embedded import EmbeddedServer
 
         server = EmbeddedServer(ctx=EMBEDDED_CTX, slots=1, name="judge")
         try:
@@ -408,7 +408,7 @@ def judge_folders(analyses: list[tuple[str | Path, dict]], spec: str, kind: str 
     try:
         with open_judge(spec, kind, lines=lines, max_tokens=max_tokens) as judge:
             with _progress(sum(len(c) for _, _, c in work), progress) as advance:
-                for analysis, conv, chunks in work:
+                for _, conv, chunks in work:
                     advance.describe(conv["file"])
                     conv["judge"] = judge.judge_chunks(chunks, advance)
             for _, analysis in analyses:

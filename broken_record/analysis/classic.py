@@ -433,7 +433,7 @@ def mine_numpy(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[
 
 def mine_compiled(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[tuple[str, int]], str]:
     """Same result as ``mine_reference``, with the compiled kernel (classic_kernel.py, needs numba)."""
-    from broken_record import classic_kernel
+    from broken_record.analysis import classic_kernel
 
     return classic_kernel.mine(text, n_max, n_min)
 
@@ -442,7 +442,7 @@ def mine_compiled(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[li
 def fast_miner():
     """``mine_compiled`` when numba can be imported and compile it, else ``mine_numpy``; picked once."""
     try:
-        from broken_record import classic_kernel  # imports numba
+        from broken_record.analysis import classic_kernel  # imports numba
 
         classic_kernel.warm()  # compiles, or loads the cached kernel
     except Exception:  # no numba, or it cannot compile here: numpy gives the same results

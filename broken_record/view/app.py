@@ -21,12 +21,9 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script by `streamlit run`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from broken_record import compare  # noqa: E402
-from broken_record.compare import BOUNDED, MEASURES, Run  # noqa: E402
-from broken_record.logs import LogError  # noqa: E402
+from broken_record.runs.reader import LogError
+from broken_record.view import frames as compare
+from broken_record.view.frames import BOUNDED, MEASURES, Run
 
 TITLE = "Broken Record Parrot — run comparison"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import ParrotError
+from broken_record.errors import ParrotError
 
 BUILTIN = {
     "chatml": (

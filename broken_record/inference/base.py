@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import requests
 from sseclient import SSEClient
 
-from ..errors import ParrotError, ServerError
+from broken_record.errors import ParrotError, ServerError
 
 STOP_REASONS = ("eos", "limit", "word", "error")
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broken_record.classic import DONE_MARKER
+from broken_record.analysis.classic import DONE_MARKER
 
 LOG_SUFFIXES = (".jsonl", ".log")
 DEFAULT_AGENT_PREFIX = "Skye:"  # what the original tool hard-coded

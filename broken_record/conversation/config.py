@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from broken_record.errors import ConfigError
 
 ENGINES = ("auto", "llama-server", "openai", "koboldcpp")
 ROLES = ("system", "user", "assistant")

@@ -5,11 +5,19 @@
 
 from __future__ import annotations
 
-from .base import (Completion, ConnectionLost, ContextOverflow, Engine, EngineError,
-                   ServerInfo, Stream, unreachable)
-from .kobold import KoboldCpp
-from .llamacpp import LlamaServer
-from .openai import OpenAICompatible
+from broken_record.inference.base import (
+    Completion,
+    ConnectionLost,
+    ContextOverflow,
+    Engine,
+    EngineError,
+    ServerInfo,
+    Stream,
+    unreachable,
+)
+from broken_record.inference.kobold import KoboldCpp
+from broken_record.inference.llamacpp import LlamaServer
+from broken_record.inference.openai import OpenAICompatible
 
 ADAPTERS = {cls.kind: cls for cls in (LlamaServer, OpenAICompatible, KoboldCpp)}
 

@@ -1,0 +1,112 @@
+"""Find where the conversations of a run loop or break.
+
+    python analyze.py <folder> [<folder> ...] [--json] [-j N]
+                      [--judge URL|embedded [--judge-engine E] [--judge-lines N]]
+
+For each folder: prints the report, and writes analysis.json,
+response_length_vs_loop_density.json and .png into it. ``--json`` prints
+analysis.json instead of the report (a JSON list when several folders are
+given). The work is in broken_record/analysis.py.
+
+``--judge`` asks an LLM (a server at URL, or the embedded llama-server) for a
+summary, topics and themes of every chunk of about --judge-lines messages
+(broken_record/judge.py). It runs after the pooled analysis, in this process.
+A judge that cannot be reached is one warning line on stderr: the analysis is
+still written and the exit code is still 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+USAGE = ("usage: python analyze.py <folder> [<folder> ...] [--json] [-j N] "
+         "[--judge URL|embedded [--judge-engine E] [--judge-lines N]]")
+JUDGE_ENGINES = ("auto", "llama-server", "openai", "koboldcpp")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="analyze.py", usage=USAGE.removeprefix("usage: "),
+                                     description="Loop score, loop and break types and metrics of parrot run folders.")
+    parser.add_argument("folders", nargs="+", help="run folders written by parrot.sh (or any folder of logs)")
+    parser.add_argument("--json", action="store_true", help="print analysis.json to stdout instead of the report")
+    parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                        help="processes across files (default: all cores)")
+    parser.add_argument("--judge", metavar="URL", default=None,
+                        help="an LLM server that summarises every chunk of lines (summary, topics, themes); "
+                             "'embedded' starts the bundled llama-server for it")
+    parser.add_argument("--judge-engine", choices=JUDGE_ENGINES, default="auto",
+                        help="the judge server's engine (default: detected)")
+    parser.add_argument("--judge-lines", type=int, default=5, metavar="N",
+                        help="messages per judged chunk (default: 5)")
+    args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        print("analyze.py: -j needs a number of processes of at least 1", file=sys.stderr)
+        return 2
+    if args.judge_lines < 1:
+        print("analyze.py: --judge-lines needs at least 1 line", file=sys.stderr)
+        return 2
+    if args.judge is not None and not args.judge.strip():
+        print("analyze.py: --judge needs a server URL or 'embedded'", file=sys.stderr)
+        return 2
+
+    from broken_record.analysis import folder as analysis_mod  # after argument checks: numpy is slow to import
+    from broken_record.analysis.report import print_report
+
+    failed = 0
+    results = []
+
+    def finish(folder, result):
+        nonlocal failed
+        try:
+            analysis_mod.write_outputs(folder, result)
+        except OSError as exc:
+            print(f"analyze.py: cannot write into '{folder}': {exc.strerror or exc}", file=sys.stderr)
+            failed += 1
+        results.append(result)
+        if args.json:
+            for warning in result["warnings"]:
+                print(f"analyze.py: warning: {warning}", file=sys.stderr)
+        else:
+            print_report(result)
+
+    judged = []  # with --judge: every folder's pooled analysis first, then the judge, then the outputs
+    for folder in args.folders:
+        try:
+            result = analysis_mod.analyze_folder(folder, workers=args.jobs)
+        except analysis_mod.NoLogsError as exc:
+            print(f"analyze.py: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.judge:
+            judged.append((folder, result))
+        else:
+            finish(folder, result)
+    if judged:
+        from broken_record.analysis import judge as judge_mod
+
+        if args.judge.strip() == "embedded":
+            from broken_record.inference.embedded import install_signal_handlers
+
+            install_signal_handlers()  # SIGTERM stops the embedded judge as Ctrl-C does
+        for warning in judge_mod.judge_folders(judged, args.judge.strip(), kind=args.judge_engine,
+                                               lines=args.judge_lines):
+            print(f"analyze.py: warning: {warning}", file=sys.stderr)
+        for folder, result in judged:
+            finish(folder, result)
+    if args.json and results:
+        print(json.dumps(results[0] if len(args.folders) == 1 else results, ensure_ascii=False, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("analyze.py: interrupted", file=sys.stderr)
+        sys.exit(130)
