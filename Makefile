@@ -1,9 +1,12 @@
 # The two commands of the quick start:
 #   make demo   set up, then one conversation on the embedded llama-server, analysed
-#   make test   set up (with the test tools and chromium), then the test suite
+#   make test   set up (with the test tools and chromium), then the whole test suite
+# For developers:
+#   make test-fast   the tests that start no server and no browser (seconds, not minutes)
+#   make lint        ruff and mypy, as CI runs them
 PY := .venv/bin/python
 
-.PHONY: demo test setup setup-dev bench clean
+.PHONY: demo test test-fast lint setup setup-dev bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +21,13 @@ demo: setup
 test: setup-dev
 	@$(PY) -m pytest -q
 
+test-fast: setup-dev
+	@$(PY) -m pytest -q -m "not server and not browser"
+
+lint: setup-dev
+	@$(PY) -m ruff check .
+	@$(PY) -m mypy
+
 bench: setup-dev
 	$(PY) bench/bench_parrot.py --tokens 8192
 	$(PY) bench/bench_batch.py --user-cache-reuse 16
@@ -25,4 +35,4 @@ bench: setup-dev
 	$(PY) bench/bench_view.py
 
 clean:
-	rm -rf .venv .pytest_cache
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,8 @@
     python view.py <run0> [<run1> ... <run9>]          Streamlit app in the browser
     python view.py --html results.html <run0> ...      one static file, no server
 
-A run folder without analysis.json is analysed first.
+A run folder without analysis.json is analysed first. The command line is
+broken_record/cli/view.py; the page and results.html are broken_record/view/.
 """
 
 import sys

@@ -6,8 +6,8 @@ conversations in tests/fixtures/testdata, recombined. Each conversation has
 its own "loopiness": an assistant turn either repeats one of the last two
 (a loop, as the model does at low temperature) or is new, made of real
 sentences drawn from the real turns. Each is written as a .log/.jsonl pair by
-the project's own RunLog, as parrot.sh would, with config.json and
-manifest.json beside them.
+the project's own ConversationLog (runs/writer.py), as parrot.sh would, with
+config.json and manifest.json beside them.
 
 Then it times:
 - the classic mining, straightforward (``mine_reference``) and numpy
@@ -33,14 +33,16 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from broken_record.analysis import classic
 from broken_record.analysis import folder as analysis
+from broken_record.runs.layout import CONFIG_FILE, JSONL_SUFFIX, MANIFEST_FILE, run_folder_name
 from broken_record.runs.reader import read_log
-from broken_record.runs.writer import RunLog, closing_text
+from broken_record.runs.writer import ConversationLog, closing_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +50,7 @@ TESTDATA = ROOT / "tests" / "fixtures" / "testdata"
 REAL_LOGS = ["parrot_cold_1.log", "parrot_hot_1.log", "parrot_norep_1.log", "parrot_orig_1.log"]
 TURN_MAX_TOKENS = 256
 _SENTENCE = re.compile(r"(?<=[.!?*)\"])\s+")
+RUN_NAME = run_folder_name(datetime(2026, 11, 22, 10, 15))  # parrot_20261122_101500
 
 
 def real_turns() -> tuple[dict, float]:
@@ -96,10 +99,10 @@ def build_conversation(rng: random.Random, pool: dict, ratio: float, target: int
 def write_run(folder: Path, conversations: list[list[dict]], config: dict) -> None:
     """The conversations as parrot.sh leaves them: .log/.jsonl pairs, config.json, manifest.json."""
     prefixes = {"assistant": config["agent_prefix"], "user": config["user_prefix"]}
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "manifest.json").write_text(json.dumps({"conversations": len(conversations)}))
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    (folder / MANIFEST_FILE).write_text(json.dumps({"conversations": len(conversations)}))
     for number, messages in enumerate(conversations):
-        log = RunLog(folder, stem=f"parrot_20261122_101500_{number:09d}")
+        log = ConversationLog(folder, stem=f"{RUN_NAME}_{number:09d}")
         role_info = {"engine": "llama-server", "model": "smollm2-135m"}
         log.header({"config": config, "agent_prefix": prefixes["assistant"], "user_prefix": prefixes["user"],
                     "assistant": role_info, "user": role_info})
@@ -145,7 +148,7 @@ def main() -> int:
     loopiness = [0.9 * i / max(1, args.conversations - 1) for i in range(args.conversations)]
     conversations = [build_conversation(rng, pool, ratio, args.tokens, p) for p in loopiness]
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_analyze_"))
-    folder = work / "parrot_20261122_101500"
+    folder = work / RUN_NAME
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -155,7 +158,7 @@ def main() -> int:
 
     # The classic mining on the assistant text of each conversation.
     texts = []
-    for path in sorted(folder.glob("*.jsonl")):
+    for path in sorted(folder.glob("*" + JSONL_SUFFIX)):
         conv = read_log(path)
         texts.append(classic.assistant_lines(conv.classic_lines, conv.agent_prefix)[0])
     words = [len(t.split(" ")) for t in texts]
@@ -201,7 +204,7 @@ def main() -> int:
     print(f"analyze_folder: 1 process {one_s:.2f} s, {cores} processes {all_s:.2f} s "
           f"(x{one_s / all_s:.2f}), same result: {one == many}")
     start = time.perf_counter()
-    for path in sorted(folder.glob("*.jsonl"))[:10]:
+    for path in sorted(folder.glob("*" + JSONL_SUFFIX))[:10]:
         analysis.analyze_conversation(read_log(path))
     per_conversation = (time.perf_counter() - start) / 10
 

@@ -25,8 +25,9 @@ from pathlib import Path
 import requests
 from rich.console import Console
 
-from broken_record.conversation.batch import Batch, ServerPool
+from broken_record.conversation.batch import Batch
 from broken_record.conversation.config import load_config, parse_config
+from broken_record.conversation.pool import ServerPool
 from broken_record.conversation.roles import embedded_servers
 from broken_record.inference.embedded import EmbeddedServer
 
@@ -71,9 +72,9 @@ def parrot(k: int, tokens: int, user_cache_reuse: int = 0) -> dict:
         batch = Batch(config, Path(tmp), k, k, console, display_text=False)
         pools = ServerPool.for_roles(urls, batch.warn)
         t0 = time.perf_counter()
-        code = batch.run(pools)
+        code = batch.generate(pools)
         wall = time.perf_counter() - t0
-        convs = batch.manifest["conversations"]
+        convs = batch.manifest.conversations
         split = time_split(Path(tmp))
     return {"exit_code": code, "tokens": batch.tokens, "wall_s": round(wall, 2),
             "tokens_per_second": round(batch.tokens / wall, 2),

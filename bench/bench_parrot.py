@@ -21,7 +21,7 @@ from pathlib import Path
 from broken_record.conversation.config import load_config, parse_config
 from broken_record.conversation.dialogue import Dialogue
 from broken_record.conversation.roles import embedded_servers, open_role
-from broken_record.runs.writer import RunLog
+from broken_record.runs.writer import ConversationLog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,9 +36,9 @@ def main() -> None:
     with embedded_servers(config) as urls, tempfile.TemporaryDirectory() as tmp:
         a = open_role(config.assistant, urls["assistant"][0], config)
         u = open_role(config.user, urls["user"][0], config)
-        log = RunLog(tmp, "bench")
+        log = ConversationLog(tmp, "bench")
         t0 = time.perf_counter()
-        outcome = Dialogue(config, a, u, log).run()
+        outcome = Dialogue(config, a, u, log).talk()
         wall_ms = (time.perf_counter() - t0) * 1000
         turns = [json.loads(line) for line in open(log.jsonl_path)]
     gen = [t for t in turns if t.get("type") == "message" and t.get("source") == "model"]

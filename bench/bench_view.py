@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from broken_record.view.frames import BOUNDED, BREAK_TYPES, LOOP_TYPES
+from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
+from broken_record.view.frames import BOUNDED
 
 ROOT = Path(__file__).resolve().parent.parent
 

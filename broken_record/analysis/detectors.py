@@ -1,4 +1,4 @@
-"""The ten loop and break types of DESIGN.md, found in a conversation's assistant turns.
+"""The ten loop and break types (README.md, "Loops and breaks"), found in a conversation's assistant turns.
 
 Each detector takes the assistant turns (``Reply`` objects: what was said,
 whether the model generated it, and how it stopped when the log knows) and
@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from broken_record.analysis.metrics import seq_rep_n, tokens
+
+if TYPE_CHECKING:
+    from broken_record.runs.reader import Turn
 
 LOOP_TYPES = ("single_turn_loop", "multi_turn_loop", "intra_turn_repetition",
               "prefix_repetition", "semantic_repetition")
@@ -55,17 +60,17 @@ class Reply:
     generated: bool = True  # False for the config's opening lines
     stop: str | None = None  # "eos" | "limit" | "word" | "error" | None
     tokens: int | None = None
-    words: tuple = field(init=False, repr=False, compare=False)  # metrics.tokens(text), once
+    words: tuple[str, ...] = field(init=False, repr=False, compare=False)  # metrics.tokens(text), once
     rep4: float = field(init=False, repr=False, compare=False)  # seq-rep-4 of the words, once
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         words = tuple(tokens(self.text))
         object.__setattr__(self, "words", words)
         object.__setattr__(self, "rep4", seq_rep_n(words, 4))
 
 
-def replies_from_turns(turns) -> list[Reply]:
-    """``Reply`` objects from assistant turns read by logs.py (``logs.Turn``)."""
+def replies_from_turns(turns: Iterable[Turn]) -> list[Reply]:
+    """``Reply`` objects from assistant turns read by runs/reader.py (``reader.Turn``)."""
     return [Reply(text=t.content, raw=t.raw, generated=t.source != "config", stop=t.stop, tokens=t.tokens)
             for t in turns]
 

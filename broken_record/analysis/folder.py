@@ -1,41 +1,47 @@
-"""A run folder's conversations analysed into the ``analysis.json`` dict.
+"""A run folder's conversations analysed into the ``analysis.json`` dict; nothing is written here.
 
-``analyze_folder`` reads every conversation log of a folder (logs.py), runs
-the classic score, the loop and break detectors and the standard metrics on
-each, in a process pool across files, and adds a per-folder summary.
-``write_outputs`` writes analysis.json and the original tool's two files
-(response_length_vs_loop_density.json and .png) into the folder.
+``analyze_folder`` reads every conversation log of a folder (runs/reader.py),
+runs the classic score (classic.py), the loop and break detectors
+(detectors.py) and the standard metrics (metrics.py) on each, in a process
+pool across files, and adds a per-folder summary with the original tool's
+histograms. outputs.py writes the result (``write_analysis`` computes with
+``analyze_folder`` and writes); the judge package adds its entries to it.
 
-The schema is DESIGN.md's; each conversation entry also carries
-``complete``, ``stop_reasons`` (counts over the generated turns of both
-roles, from a .jsonl; null for a text log), ``settings`` (models, engines,
-samplers as the log states them), ``repeated_share`` (the bounded companion
-of ``loop_density``) and ``segment_extensions`` (the longer segments that
-extend each top segment). The classic figures read every assistant line, as
-the original did; detectors and ``metrics`` skip the config's opening lines
-where the log tells them apart. A file that cannot be read is skipped with a
-warning naming it.
+The dict::
 
-With a judge (``write_analysis(..., judge=URL)`` or ``analyze.py --judge``),
-judge.py adds a ``"judge"`` entry to each conversation and to the folder,
-after the pooled analysis and in this process.
+    {"version": 1, "folder": name, "conversations": [entry, ...],
+     "summary": {counts, means, shares of each loop and break type,
+                 "histograms": {"loop_density": ..., "response_length": ...}},
+     "warnings": [...]}
+
+(with ``"judge"`` entries in it and in each conversation once the judge
+package has judged it). Each conversation entry has the original's figures
+(``character_count``, ``avg_response_length``, ``response_lengths``,
+``loop_score``, ``loop_density``, ``top_segments``) and beside them
+``complete``, ``end_reason``, ``stop_reasons`` (counts over the generated
+turns of both roles, from a .jsonl; null for a text log), ``settings``
+(models, engines, samplers as the log states them), ``repeated_share`` (the
+bounded companion of ``loop_density``), ``segment_extensions`` (the longer
+segments that extend each top segment), the ``loops`` and ``breaks`` of
+README.md's "Loops and breaks" with ``loop_onset_turn``, and ``metrics``.
+The classic figures read every assistant line, as the original did;
+detectors and ``metrics`` skip the config's opening lines where the log
+tells them apart. A file that cannot be read is skipped with a warning naming it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from broken_record.analysis import classic, detectors, metrics
 from broken_record.runs import reader as logs
 
 VERSION = 1
-ANALYSIS_FILE = "analysis.json"
-SCATTER_JSON = "response_length_vs_loop_density.json"
-SCATTER_PNG = "response_length_vs_loop_density.png"
 TOP_SEGMENTS = 20
 DENSITY_EDGES = [round(0.05 * i, 2) for i in range(17)]  # 0.00 .. 0.80, the last bucket open
 
@@ -47,7 +53,7 @@ class NoLogsError(Exception):
 # --- one conversation -------------------------------------------------------------
 
 
-def analyze_conversation(conv: logs.Conversation) -> dict:
+def analyze_conversation(conv: logs.Conversation) -> dict[str, Any]:
     """The analysis.json entry of one conversation."""
     figures = classic.classic_from_lines(conv.classic_lines, conv.agent_prefix)
     assistant = conv.assistant_turns
@@ -59,7 +65,7 @@ def analyze_conversation(conv: logs.Conversation) -> dict:
     share = metrics.repeated_share(figures.text_length, figures.remaining_length)
     text_metrics["repeated_share"] = share
     top = figures.top_segments(TOP_SEGMENTS)
-    entry = {
+    entry: dict[str, Any] = {
         "file": conv.file,
         "format": conv.format,
         "complete": conv.complete,
@@ -96,7 +102,7 @@ def analyze_conversation(conv: logs.Conversation) -> dict:
     return entry
 
 
-def analyze_file(path: str) -> tuple[dict | None, str | None]:
+def analyze_file(path: str) -> tuple[dict[str, Any] | None, str | None]:
     """``(entry, None)`` or ``(None, "file: why it was skipped")``; never raises for a bad file."""
     name = Path(path).name
     try:
@@ -112,8 +118,8 @@ def analyze_file(path: str) -> tuple[dict | None, str | None]:
 # --- a folder ---------------------------------------------------------------------
 
 
-def analyze_folder(path: str | Path, workers: int | None = None) -> dict:
-    """The analysis.json dict of a run folder.
+def analyze_folder(path: str | Path, workers: int | None = None) -> dict[str, Any]:
+    """The analysis.json dict of a run folder, computed; writes nothing (``outputs.write_analysis`` does).
 
     ``workers``: processes to use across files (default: every core; 1 runs
     in this process). Raises ``NoLogsError`` when no log could be read.
@@ -148,18 +154,18 @@ def analyze_folder(path: str | Path, workers: int | None = None) -> dict:
     }
 
 
-def summarize(conversations: list[dict], skipped: int = 0) -> dict:
+def summarize(conversations: list[dict[str, Any]], skipped: int = 0) -> dict[str, Any]:
     """Per-folder aggregates: counts, means, and the share of conversations with each type."""
     count = len(conversations)
 
-    def mean(values):
-        values = [v for v in values if v is not None]
-        return sum(values) / len(values) if values else None
+    def mean(values: Iterable[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return sum(present) / len(present) if present else None
 
-    def share(family, name):
+    def share(family: str, name: str) -> float:
         return sum(1 for c in conversations if c[family][name]["present"]) / count if count else 0.0
 
-    stops: Counter = Counter()
+    stops: Counter[str] = Counter()
     for c in conversations:
         stops.update(c.get("stop_reasons") or {})
     lengths = [x for c in conversations for x in c["response_lengths"]]
@@ -187,7 +193,7 @@ def summarize(conversations: list[dict], skipped: int = 0) -> dict:
     }
 
 
-def density_histogram(densities: list[float]) -> list[list]:
+def density_histogram(densities: list[float]) -> list[list[Any]]:
     """The original's loop-density buckets: ``[[low, high, count], ...]``, 0.05 wide, last open.
 
     ``[0.0, 0.07, 3.2]`` -> ``[[0.0, 0.05, 1], [0.05, 0.1, 1], ..., [0.8, None, 1]]``.
@@ -202,96 +208,19 @@ def density_histogram(densities: list[float]) -> list[list]:
     return [[low, high, n] for low, high, n in zip(DENSITY_EDGES, highs, counts)]
 
 
-def length_histogram(lengths: list[int]) -> list[list]:
+def length_histogram(lengths: list[int]) -> list[list[Any]]:
     """The original's response-length buckets: 0-1, then 100 wide to 2000, then above.
 
     A length of exactly 100 falls in 0-100, 101 in 100-200, as the original did.
     ``[0, 100, 101, 5000]`` -> ``[[0, 1, 1], [0, 100, 1], [100, 200, 1], ..., [2000, None, 1]]``.
     """
-    buckets = [[0, 1, 0]] + [[i * 100, (i + 1) * 100, 0] for i in range(20)] + [[2000, None, 0]]
+    edges: list[tuple[int, int | None]] = [(0, 1)] + [(i * 100, (i + 1) * 100) for i in range(20)] + [(2000, None)]
+    counts = [0] * len(edges)
     for length in lengths:
         if length <= 1:
-            buckets[0][2] += 1
+            counts[0] += 1
         elif length > 2000:
-            buckets[-1][2] += 1
+            counts[-1] += 1
         else:
-            buckets[(length - 1) // 100 + 1][2] += 1
-    return buckets
-
-
-# --- writing ------------------------------------------------------------------------
-
-
-def scatter_points(analysis: dict) -> list[list[float]]:
-    """``[[avg_response_length, loop_density], ...]`` as the original wrote them."""
-    return [[c["avg_response_length"], c["loop_density"]] for c in analysis["conversations"]]
-
-
-def write_outputs(folder: str | Path, analysis: dict) -> list[str]:
-    """Write the original's scatter JSON and PNG, then analysis.json; returns new warnings.
-
-    A PNG that cannot be drawn (no vl-convert) is a warning, recorded in
-    analysis.json too, not a failure.
-    """
-    folder = Path(folder)
-    points = scatter_points(analysis)
-    _write_json(folder / SCATTER_JSON, points)
-    new = []
-    try:
-        write_scatter_png(folder / SCATTER_PNG, points)
-    except Exception as exc:  # the chart is a convenience; the figures are written
-        new.append(f"{SCATTER_PNG}: not written ({type(exc).__name__}: {exc})")
-    analysis["warnings"] = list(analysis.get("warnings", [])) + new
-    _write_json(folder / ANALYSIS_FILE, analysis, indent=1)
-    return new
-
-
-def write_analysis(path: str | Path, workers: int | None = None, judge: str | None = None,
-                   judge_engine: str = "auto", judge_lines: int = 5) -> dict:
-    """Analyse a folder and write its outputs; returns the analysis dict.
-
-    ``judge``: a judge server URL or ``"embedded"`` (see judge.py), asked after
-    the pooled analysis; its warnings (an unreachable judge, unusable replies)
-    are added to the analysis' ``warnings``, never raised.
-    """
-    analysis = analyze_folder(path, workers=workers)
-    if judge:
-        from broken_record.analysis import judge as judge_mod
-
-        notes = judge_mod.judge_folders([(path, analysis)], judge, kind=judge_engine, lines=judge_lines)
-        analysis["warnings"] = list(analysis.get("warnings", [])) + notes
-    write_outputs(path, analysis)
-    return analysis
-
-
-def _write_json(path: Path, data, indent: int | None = None) -> None:
-    # Write then rename, so a reader never sees half a file.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=indent), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_scatter_png(path: Path, points: list[list[float]]) -> None:
-    """The original's scatter plot (Altair, rendered by vl-convert)."""
-    import altair as alt  # heavy: only when a chart is drawn
-
-    rows = [{"avg_response_length": x, "loop_density": y} for x, y in points]
-    x_max = max([2000.0] + [x for x, _ in points])
-    y_max = max([1.0] + [y for _, y in points])
-    chart = (
-        alt.Chart(alt.Data(values=rows), title="Average Response Length vs Loop Density")
-        .mark_circle(size=60, opacity=0.7)
-        .encode(
-            x=alt.X("avg_response_length:Q", title="Average Response Length", scale=alt.Scale(domain=[0, x_max])),
-            y=alt.Y("loop_density:Q", title="Loop Density", scale=alt.Scale(domain=[0, y_max])),
-        )
-        .properties(width=800, height=480)
-    )
-    png = _to_png(chart.to_dict())
-    path.write_bytes(png)
-
-
-def _to_png(spec: dict) -> bytes:
-    import vl_convert as vlc
-
-    return vlc.vegalite_to_png(spec, scale=1)
+            counts[(length - 1) // 100 + 1] += 1
+    return [[low, high, n] for (low, high), n in zip(edges, counts)]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 _TOKEN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 
@@ -26,12 +28,12 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def ngrams(items: list, n: int) -> list[tuple]:
+def ngrams(items: Sequence[Hashable], n: int) -> list[tuple[Hashable, ...]]:
     """``([1, 2, 3], 2)`` -> ``[(1, 2), (2, 3)]``."""
     return list(zip(*(items[i:] for i in range(n))))
 
 
-def distinct_n(items: list, n: int) -> float:
+def distinct_n(items: Sequence[Hashable], n: int) -> float:
     """Unique n-grams / all n-grams; 0.0 when there are none.
 
     ``(["a", "b", "a", "b"], 1)`` -> ``0.5``.
@@ -40,7 +42,7 @@ def distinct_n(items: list, n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def seq_rep_n(items: list, n: int = 4) -> float:
+def seq_rep_n(items: Sequence[Hashable], n: int = 4) -> float:
     """1 - unique n-grams / all n-grams; 0.0 when there are none.
 
     ``(["a", "b", "a", "b", "a"], 2)`` -> ``0.5``.
@@ -65,7 +67,8 @@ def repeated_share(text_length: int, remaining_length: int) -> float:
     return min(1.0, max(0.0, (text_length - remaining_length) / text_length))
 
 
-def text_metrics(turns: list[str], tokenized: list | None = None, rep_per_turn: list | None = None) -> dict:
+def text_metrics(turns: list[str], tokenized: Sequence[Sequence[str]] | None = None,
+                 rep_per_turn: Sequence[float] | None = None) -> dict[str, Any]:
     """All the standard metrics of the assistant turns of one conversation.
 
     ``tokenized`` and ``rep_per_turn``: ``tokens()`` and ``seq_rep_n(.., 4)``
@@ -75,14 +78,14 @@ def text_metrics(turns: list[str], tokenized: list | None = None, rep_per_turn: 
     everything = [tok for toks in per_turn for tok in toks]
     if rep_per_turn is None:
         rep_per_turn = [seq_rep_n(toks, 4) for toks in per_turn]
-    rep_per_turn = [round(r, 6) for r in rep_per_turn]
-    scored = [r for r, toks in zip(rep_per_turn, per_turn) if len(toks) >= 4]
+    rounded = [round(r, 6) for r in rep_per_turn]
+    scored = [r for r, toks in zip(rounded, per_turn) if len(toks) >= 4]
     return {
         "tokens": len(everything),
         "distinct_1": distinct_n(everything, 1),
         "distinct_2": distinct_n(everything, 2),
         "seq_rep_4": seq_rep_n(everything, 4),
         "seq_rep_4_turn_mean": sum(scored) / len(scored) if scored else 0.0,
-        "seq_rep_4_per_turn": rep_per_turn,
+        "seq_rep_4_per_turn": rounded,
         "compression_ratio": compression_ratio("\n".join(turns)),
     }

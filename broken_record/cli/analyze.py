@@ -6,13 +6,14 @@
 For each folder: prints the report, and writes analysis.json,
 response_length_vs_loop_density.json and .png into it. ``--json`` prints
 analysis.json instead of the report (a JSON list when several folders are
-given). The work is in broken_record/analysis.py.
+given). The work is in broken_record/analysis/: folder.py computes the
+analysis, outputs.py writes the files, report.py prints the report.
 
 ``--judge`` asks an LLM (a server at URL, or the embedded llama-server) for a
 summary, topics and themes of every chunk of about --judge-lines messages
-(broken_record/judge.py). It runs after the pooled analysis, in this process.
-A judge that cannot be reached is one warning line on stderr: the analysis is
-still written and the exit code is still 0.
+(broken_record/analysis/judge/). It runs after the pooled analysis, in this
+process. A judge that cannot be reached is one warning line on stderr: the
+analysis is still written and the exit code is still 0.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 USAGE = ("usage: python analyze.py <folder> [<folder> ...] [--json] [-j N] "
          "[--judge URL|embedded [--judge-engine E] [--judge-lines N]]")
@@ -55,16 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         print("analyze.py: --judge needs a server URL or 'embedded'", file=sys.stderr)
         return 2
 
-    from broken_record.analysis import folder as analysis_mod  # after argument checks: numpy is slow to import
+    # after the argument checks: numpy is slow to import
+    from broken_record.analysis.folder import NoLogsError, analyze_folder
+    from broken_record.analysis.outputs import write_outputs
     from broken_record.analysis.report import print_report
 
     failed = 0
-    results = []
+    results: list[dict[str, Any]] = []
 
-    def finish(folder, result):
+    def finish(folder: str | Path, result: dict[str, Any]) -> None:
         nonlocal failed
         try:
-            analysis_mod.write_outputs(folder, result)
+            write_outputs(folder, result)
         except OSError as exc:
             print(f"analyze.py: cannot write into '{folder}': {exc.strerror or exc}", file=sys.stderr)
             failed += 1
@@ -75,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print_report(result)
 
-    judged = []  # with --judge: every folder's pooled analysis first, then the judge, then the outputs
+    # With --judge: every folder's pooled analysis first, then the judge, then the outputs.
+    judged: list[tuple[str | Path, dict[str, Any]]] = []
     for folder in args.folders:
         try:
-            result = analysis_mod.analyze_folder(folder, workers=args.jobs)
-        except analysis_mod.NoLogsError as exc:
+            result = analyze_folder(folder, workers=args.jobs)
+        except NoLogsError as exc:
             print(f"analyze.py: {exc}", file=sys.stderr)
             failed += 1
             continue
@@ -88,17 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             finish(folder, result)
     if judged:
-        from broken_record.analysis import judge as judge_mod
+        from broken_record.analysis.judge import judge_folders
 
         if args.judge.strip() == "embedded":
             from broken_record.inference.embedded import install_signal_handlers
 
             install_signal_handlers()  # SIGTERM stops the embedded judge as Ctrl-C does
-        for warning in judge_mod.judge_folders(judged, args.judge.strip(), kind=args.judge_engine,
-                                               lines=args.judge_lines):
+        for warning in judge_folders(judged, args.judge.strip(), kind=args.judge_engine, lines=args.judge_lines):
             print(f"analyze.py: warning: {warning}", file=sys.stderr)
-        for folder, result in judged:
-            finish(folder, result)
+        for judged_folder, judged_result in judged:
+            finish(judged_folder, judged_result)
     if args.json and results:
         print(json.dumps(results[0] if len(args.folders) == 1 else results, ensure_ascii=False, indent=1))
     return 1 if failed else 0

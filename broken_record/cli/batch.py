@@ -1,8 +1,12 @@
-"""parrot.sh: N conversations into a run folder, servers started once.
+"""parrot.sh: N complete conversations in a run folder, servers started once.
 
     ./parrot.sh 20 config.json            -> parrot_20261122_101500/
     ./parrot.sh 20 config.json -j 4       4 conversations at once
     ./parrot.sh 20 --resume parrot_20261122_101500
+
+A new run folder (runs/layout.py) gets a copy of the config; ``--resume``
+tops up a folder with the config it saved. Either way it is one session on
+the folder (broken_record.conversation.batch), recorded in its manifest.json.
 """
 
 from __future__ import annotations
@@ -10,23 +14,23 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 
-from broken_record.conversation.batch import Batch, ServerPool
+from broken_record.conversation.batch import Batch
 from broken_record.conversation.config import load_config
+from broken_record.conversation.pool import ServerPool
 from broken_record.conversation.roles import embedded_servers
 from broken_record.errors import ParrotError
 from broken_record.inference.embedded import install_signal_handlers
+from broken_record.runs import layout
 
 USAGE = "usage: ./parrot.sh <number_of_iterations> <path/config.json> [-j K]\n" \
         "       ./parrot.sh <number_of_iterations> --resume <parrot_YYYYmmdd_HHMMSS>"
 
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="parrot.sh", usage=USAGE, description=(
         "Run N conversations into a new folder parrot_<YYYYmmdd_HHMMSS>/ (or top up an existing "
         "one with --resume), with the embedded llama-server started once for the batch."))
@@ -45,25 +49,21 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     install_signal_handlers()
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if args.resume:
             folder = Path(args.resume)
-            if not (folder / "config.json").is_file():
+            if not (folder / layout.CONFIG_FILE).is_file():
                 raise ParrotError(f"{folder}: not a run folder (no config.json): give a folder "
                                   f"made by parrot.sh")
-            config = load_config(folder / "config.json")
+            config = load_config(folder / layout.CONFIG_FILE)
         else:
             config = load_config(args.config)
-            folder = Path(args.out) / ("parrot_" + datetime.now().strftime("%Y%m%d_%H%M%S"))
-            while folder.exists():
-                time.sleep(1)
-                folder = Path(args.out) / ("parrot_" + datetime.now().strftime("%Y%m%d_%H%M%S"))
-            folder.mkdir(parents=True)
-            shutil.copyfile(args.config, folder / "config.json")
+            folder = layout.new_run_folder(args.out)
+            shutil.copyfile(args.config, folder / layout.CONFIG_FILE)
         batch = Batch(config, folder, args.iterations, args.jobs, console,
                       display_text=args.jobs == 1)
         if batch.complete >= args.iterations:
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             for w in urls.warnings:
                 batch.warn(w)
             pools = ServerPool.for_roles(urls, batch.warn)
-            return batch.run(pools)
+            return batch.generate(pools)
     except ParrotError as err:
         print(f"parrot.sh: {err}", file=sys.stderr)
         return err.exit_code

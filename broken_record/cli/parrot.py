@@ -3,17 +3,19 @@
     python parrot.py [config.json] [--out DIR] [--name STEM] [--human]
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
 
 from broken_record.conversation.config import load_config
 from broken_record.conversation.display import Display
-from broken_record.conversation.single import run_one
+from broken_record.conversation.single import converse
 from broken_record.errors import ParrotError
 from broken_record.inference.embedded import install_signal_handlers
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="parrot.py",
         description="Make two models talk (an assistant character at full context and a user "
@@ -31,7 +33,7 @@ def main(argv=None) -> int:
     display = Display(quiet=args.quiet)
     try:
         config = load_config(args.config)
-        outcome, log = run_one(config, args.out, args.name, display, human=args.human)
+        outcome, log = converse(config, args.out, args.name, display, human=args.human)
     except ParrotError as err:
         print(f"parrot.py: {err}", file=sys.stderr)
         return err.exit_code

@@ -3,7 +3,10 @@
     python view.py <run0> [<run1> ... <run9>]          Streamlit app in the browser
     python view.py --html results.html <run0> ...      one static file, no server
 
-A run folder without analysis.json is analysed first.
+A run folder without analysis.json is analysed first. The page is
+view/app.py's, drawn when Streamlit runs the top-level view.py (``serve``
+hands over to ``streamlit run view.py -- <run folder> ...``); results.html
+is view/static.py's. Both show the sections of view/sections.py.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from broken_record.view import frames as compare
+from broken_record.runs.layout import ANALYSIS_FILE
+from broken_record.view import frames
 
 USAGE = "usage: python view.py [--html results.html] [--port N] <run folder> [<run folder> ...] (at most 10)"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
+    """view.py's command line: run folders, and ``--html FILE`` or ``--port N``."""
     parser = argparse.ArgumentParser(prog="view.py", usage=USAGE.removeprefix("usage: "),
                                      description="Compare up to ten analysed parrot runs.")
     parser.add_argument("runs", nargs="*", help="run folders written by parrot.sh")
@@ -29,16 +34,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def write_report(target: str, folders: list[str]) -> int:
+    """Write results.html for the folders; 0 when every run could be shown, else 1."""
     from broken_record.view.static import write_html
 
     if not Path(target).resolve().parent.is_dir():
         print(f"view.py: cannot write {target}: its folder does not exist", file=sys.stderr)
         return 1
     runs = []
-    for folder, label in zip(folders, compare.unique_labels(folders)):
-        if Path(folder).is_dir() and not (Path(folder) / compare.ANALYSIS_FILE).is_file():
-            print(f"view.py: {folder} has no analysis.json yet: analysing it now", file=sys.stderr)
-        run = compare.open_run(folder, label)
+    for folder, label in zip(folders, frames.unique_labels(folders)):
+        if Path(folder).is_dir() and not (Path(folder) / ANALYSIS_FILE).is_file():
+            print(f"view.py: {folder} has no {ANALYSIS_FILE} yet: analysing it now", file=sys.stderr)
+        run = frames.open_run(folder, label)
         if run.error:
             print(f"view.py: {run.label}: {run.error}", file=sys.stderr)
         runs.append(run)
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None, page: str | None = None) -> int:
     if not args.runs:
         print(USAGE, file=sys.stderr)
         return 2
-    problem = compare.too_many_runs(args.runs)
+    problem = frames.too_many_runs(args.runs)
     if problem:
         print(f"view.py: {problem}", file=sys.stderr)
         return 2

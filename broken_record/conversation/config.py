@@ -10,41 +10,21 @@ key, so one run of `parrot.py` shows everything to fix:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from broken_record.errors import ConfigError
+from broken_record.inference import ADAPTERS, templates
+from broken_record.inference.samplers import SAMPLERS, canonical
 
-ENGINES = ("auto", "llama-server", "openai", "koboldcpp")
+ENGINES = ("auto", *ADAPTERS)  # "llama-server", "openai", "koboldcpp"
 ROLES = ("system", "user", "assistant")
 ROPE_SCALING = ("yarn",)  # llama-server caps at the trained context unless it is YaRN-stretched
-
-# Canonical sampler names are llama-server's; engines translate them
-# (broken_record/engines/). Aliases from other engines are accepted.
-SAMPLER_KEYS = {
-    "temperature": (int, float), "top_k": int, "top_p": (int, float), "min_p": (int, float),
-    "typical_p": (int, float), "repeat_penalty": (int, float), "repeat_last_n": int,
-    "presence_penalty": (int, float), "frequency_penalty": (int, float),
-    "dry_multiplier": (int, float), "dry_base": (int, float), "dry_allowed_length": int,
-    "dry_penalty_last_n": int, "dry_sequence_breakers": list,
-    "xtc_probability": (int, float), "xtc_threshold": (int, float),
-    "mirostat": int, "mirostat_tau": (int, float), "mirostat_eta": (int, float),
-    "top_a": (int, float), "tfs": (int, float), "seed": int, "ignore_eos": bool,
-    "samplers": list, "n_probs": int,
-    # llama-server: reuse cached chunks of at least this many tokens by KV shifting
-    "n_cache_reuse": int,
-    # constrained output
-    "grammar": str, "json_schema": dict, "guided_regex": str, "guided_grammar": str,
-    "guided_json": dict, "logit_bias": (dict, list),
-}
-SAMPLER_ALIASES = {
-    "repetition_penalty": "repeat_penalty", "rep_pen": "repeat_penalty",
-    "rep_pen_range": "repeat_last_n", "typical": "typical_p", "sampler_seed": "seed",
-}
+# Sampler settings, their types and aliases: inference/samplers.py (check_sampler).
 
 
-def _num(v):
+def _num(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -85,12 +65,10 @@ class Config:
     startup_timeout: float
     threads: int | None
     rope_scaling: str | None = None  # embedded servers: stretch a too-short trained context
-    slots: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # key -> (accepted types, default). None in types means null is accepted.
-KEYS: dict[str, tuple[tuple, Any]] = {
+KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "conversation": ((list,), None),
     "agent_prefix": ((str,), None),
     "total_tokens": ((int,), 2048),
@@ -129,7 +107,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a l
                dict: "an object", bool: "true or false", type(None): "null"}
 
 
-def _type_ok(value, types) -> bool:
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
     if isinstance(value, bool) and bool not in types:
         return False
     if float in types and isinstance(value, int):
@@ -137,21 +115,20 @@ def _type_ok(value, types) -> bool:
     return isinstance(value, types)
 
 
-def _describe(types) -> str:
+def _describe(types: tuple[type, ...]) -> str:
     return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
 
 
-def check_sampler(key: str, sampler: dict, problems: list[str]) -> dict:
-    """Canonical names, checked types: {"rep_pen": 1.1} -> {"repeat_penalty": 1.1}."""
-    out = {}
+def check_sampler(key: str, sampler: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Canonical names, checked types (inference/samplers.py): {"rep_pen": 1.1} -> {"repeat_penalty": 1.1}."""
+    out: dict[str, Any] = {}
     for name, value in sampler.items():
-        canon = SAMPLER_ALIASES.get(name, name)
-        if canon not in SAMPLER_KEYS:
+        canon = canonical(name)
+        if canon not in SAMPLERS:
             problems.append(f"{key}.{name}: unknown sampler setting (known: "
-                            f"{', '.join(sorted(SAMPLER_KEYS))})")
+                            f"{', '.join(sorted(SAMPLERS))})")
             continue
-        types = SAMPLER_KEYS[canon]
-        types = types if isinstance(types, tuple) else (types,)
+        types = SAMPLERS[canon].types
         if not _type_ok(value, types):
             problems.append(f"{key}.{name}: must be {_describe(types)} (got {json.dumps(value)})")
             continue
@@ -167,7 +144,7 @@ def check_sampler(key: str, sampler: dict, problems: list[str]) -> dict:
     return out
 
 
-def _urls(key: str, value, problems: list[str]) -> list[str]:
+def _urls(key: str, value: Any, problems: list[str]) -> list[str]:
     if value is None:
         return []
     urls = [value] if isinstance(value, str) else value
@@ -201,7 +178,7 @@ def template_from_tokenizer(name: str | None) -> str | None:
     return "server"
 
 
-BUILTIN_NAMES = ("server", "chatml", "llama3", "gemma", "mistral", "alpaca")
+BUILTIN_NAMES = ("server", *templates.BUILTIN)  # "server", "chatml", "llama3", ...
 
 
 def load_config(path: str | Path) -> Config:

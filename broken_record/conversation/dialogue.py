@@ -5,21 +5,27 @@ The assistant sees the whole conversation with its template, then
 `user_memory` messages, roles swapped, then `user_prefix`. Each turn is one
 line (the `stop` strings) of at most `turn_max_tokens` tokens. Token totals
 are the servers' own counts.
+
+``Dialogue.talk`` writes the conversation as it goes to a
+``ConversationLog`` (runs/writer.py): the header, each message as it
+exists, the footer; the records are runs/schema.py's.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from broken_record.conversation.config import Config
 from broken_record.conversation.display import Display
 from broken_record.conversation.roles import Role
 from broken_record.inference import Completion, ContextOverflow, EngineError
 from broken_record.inference.templates import swap_roles
-from broken_record.runs.writer import RunLog, closing_text, now_iso
-
-END_REASONS = ("total_tokens", "context_full", "interrupted", "error")
+from broken_record.runs.schema import EndReason, Footer, Header, Message, RoleInfo
+from broken_record.runs.writer import ConversationLog, closing_text, now_iso
 
 
 class ContextFull(Exception):
@@ -28,7 +34,9 @@ class ContextFull(Exception):
 
 @dataclass
 class Outcome:
-    end_reason: str
+    """How a conversation ended: the footer's end_reason, token total and message count."""
+
+    end_reason: EndReason
     total_tokens: int
     turns: int
     detail: str = ""
@@ -38,12 +46,14 @@ class Outcome:
         return self.end_reason in ("total_tokens", "context_full")
 
 
-def assistant_prompt(role: Role, messages: list[dict]) -> str:
+def assistant_prompt(role: Role, messages: list[Message]) -> str:
+    """The whole conversation in the assistant's template, then its prefix."""
     view = [{"role": m["role"], "content": m["text"]} for m in messages]
     return role.template.render(view) + role.prefix
 
 
-def user_prompt(role: Role, messages: list[dict], user_system: str, memory: int) -> str:
+def user_prompt(role: Role, messages: list[Message], user_system: str, memory: int) -> str:
+    """``user_system`` and the last ``memory`` messages, roles swapped, in the user's template, then its prefix."""
     recent = [m for m in messages if m["role"] != "system"][-memory:]
     view = swap_roles([{"role": m["role"], "content": m["text"]} for m in recent])
     if user_system:
@@ -52,34 +62,48 @@ def user_prompt(role: Role, messages: list[dict], user_system: str, memory: int)
 
 
 class Dialogue:
-    """One conversation between two ready roles, logged to `log` as it goes."""
+    """One conversation between two ready roles, logged to `log` as it goes.
 
-    def __init__(self, config: Config, assistant: Role, user: Role, log: RunLog,
-                 display: Display | None = None, human=None, on_turn=None, cancel=None,
-                 reconnect=None):
+    ``human(prefix)``: the user's line typed by a person, or None to let the
+    user model speak; ``on_turn(message)``: called with each message as it
+    is logged (progress); ``cancel``: set from another thread to stop as on
+    Ctrl-C; ``reconnect(role name, failed role)``: another server's role to
+    continue on when a server stops answering, or None.
+    """
+
+    def __init__(self, config: Config, assistant: Role, user: Role, log: ConversationLog,
+                 display: Display | None = None,
+                 human: Callable[[str], str | None] | None = None,
+                 on_turn: Callable[[Message], None] | None = None,
+                 cancel: threading.Event | None = None,
+                 reconnect: Callable[[str, Role], Role | None] | None = None):
         self.config = config
         self.roles = {"assistant": assistant, "user": user}
         self.log = log
         self.display = display or Display(quiet=True)
-        self.human = human              # callable(prefix) -> str | None
-        self.on_turn = on_turn          # callable(message record), e.g. progress
-        self.cancel = cancel            # threading.Event: stop as on Ctrl-C
-        self.reconnect = reconnect      # callable(role name, failed Role) -> Role | None
-        self.messages: list[dict] = []
+        self.human = human
+        self.on_turn = on_turn
+        self.cancel = cancel
+        self.reconnect = reconnect
+        self.messages: list[Message] = []
         self.total = config.initial_tokens
         self.malformed = 0
         self._settings_logged: set[str] = set()
 
-    def header(self) -> dict:
+    def header(self) -> Header:
+        """The .jsonl header: versions, the config, the prefixes, what each role runs on."""
         import platform
 
         from broken_record import __version__
         return {"tool_version": __version__, "started": now_iso(), "config": self.config.raw,
                 "agent_prefix": self.config.agent_prefix, "user_prefix": self.config.user_prefix,
-                "assistant": self.roles["assistant"].describe(), "user": self.roles["user"].describe(),
+                "assistant": cast(RoleInfo, self.roles["assistant"].describe()),
+                "user": cast(RoleInfo, self.roles["user"].describe()),
                 "versions": {"python": platform.python_version()}}
 
-    def run(self) -> Outcome:
+    def talk(self) -> Outcome:
+        """The whole conversation: the config's messages, then turns until the budget,
+        a full context, an error or Ctrl-C (``cancel``); the log is closed either way."""
         self.log.header(self.header())
         self.display.write("\n")
         for m in self.config.conversation:
@@ -87,8 +111,9 @@ class Dialogue:
                 self.config.user_prefix if m["role"] == "user" else "")
             generated = m["content"][len(prefix):] if prefix and m["content"].startswith(prefix) \
                 else m["content"]
-            self._add({"role": m["role"], "text": m["content"], "prefix": prefix,
-                       "generated": generated, "source": "config", "tokens_before": self.total})
+            self._add({"index": len(self.messages), "role": m["role"], "text": m["content"],
+                       "prefix": prefix, "generated": generated, "source": "config",
+                       "tokens_before": self.total})
         try:
             outcome = self._loop()
         except KeyboardInterrupt:
@@ -112,7 +137,7 @@ class Dialogue:
             if self.cancel is not None and self.cancel.is_set():
                 raise KeyboardInterrupt
             name = self._next_role()
-            if name == "user" and self.human and self._human_turn(self.roles[name]):
+            if name == "user" and self.human and self._human_turn(name):
                 continue
             if name == "assistant":
                 self.log.marker(self.total)
@@ -129,16 +154,17 @@ class Dialogue:
             tokens = completion.tokens
             if tokens is None:
                 tokens = role.engine.count_tokens(completion.text) or 0
-            record = {"role": name, "text": role.prefix + completion.text, "prefix": role.prefix,
-                      "generated": completion.text, "source": "model",
-                      "tokens_before": self.total, "tokens": tokens, "stop": completion.stop,
-                      "prompt_tokens": completion.prompt_tokens,
-                      "cached_tokens": completion.cached_tokens,
-                      "ttft_ms": _round(completion.ttft_ms), "wall_ms": _round(completion.wall_ms),
-                      "server_prompt_ms": _round(completion.server_prompt_ms),
-                      "server_gen_ms": _round(completion.server_gen_ms),
-                      "tokens_per_second": _round(completion.tokens_per_second),
-                      "attempts": attempts, "server": role.info.url}
+            record: Message = {
+                "index": len(self.messages), "role": name, "text": role.prefix + completion.text,
+                "prefix": role.prefix, "generated": completion.text, "source": "model",
+                "tokens_before": self.total, "tokens": tokens, "stop": completion.stop,
+                "prompt_tokens": completion.prompt_tokens,
+                "cached_tokens": completion.cached_tokens,
+                "ttft_ms": _round(completion.ttft_ms), "wall_ms": _round(completion.wall_ms),
+                "server_prompt_ms": _round(completion.server_prompt_ms),
+                "server_gen_ms": _round(completion.server_gen_ms),
+                "tokens_per_second": _round(completion.tokens_per_second),
+                "attempts": attempts, "server": role.info.url}
             if completion.settings and name not in self._settings_logged:
                 record["generation_settings"] = completion.settings
                 self._settings_logged.add(name)
@@ -147,17 +173,18 @@ class Dialogue:
             self._add(record)
         return Outcome("total_tokens", self.total, len(self.messages))
 
-    def _human_turn(self, role: Role) -> bool:
-        typed = self.human(role.prefix)
+    def _human_turn(self, name: str) -> bool:
+        role = self.roles[name]
+        typed = self.human(role.prefix) if self.human else None
         if not typed:
             return False
         if role.prefix and not role.prefix.endswith((" ", '"', "*")):
             typed = " " + typed     # as a model continues "Theo:" with " ..."
         tokens = role.engine.count_tokens(typed) or len(typed.split())
         self.display.typed(role.prefix + typed + "\n", role.name)
-        self._add({"role": role.name, "text": role.prefix + typed, "prefix": role.prefix,
-                   "generated": typed, "source": "human", "tokens_before": self.total,
-                   "tokens": tokens})
+        self._add({"index": len(self.messages), "role": name, "text": role.prefix + typed,
+                   "prefix": role.prefix, "generated": typed, "source": "human",
+                   "tokens_before": self.total, "tokens": tokens})
         self.total += tokens
         return True
 
@@ -183,7 +210,7 @@ class Dialogue:
                 prompt = self._prompt(role)
                 self._check_context(role, prompt)
                 self.display.write(role.prefix, role.name)
-                stream = role.engine.stream(prompt, role.params, cfg.turn_max_tokens, cfg.stop)
+                stream = role.engine.stream(prompt, role.params, cfg.turn_max_tokens, cfg.stop, slot=role.slot)
                 for piece in stream:
                     if self.cancel is not None and self.cancel.is_set():
                         raise KeyboardInterrupt
@@ -220,8 +247,7 @@ class Dialogue:
         for role in self.roles.values():
             role.engine.abort()
 
-    def _add(self, record: dict) -> None:
-        record = {"index": len(self.messages), **record}
+    def _add(self, record: Message) -> None:
         self.messages.append(record)
         self.log.message(record)
         if self.on_turn:
@@ -231,12 +257,12 @@ class Dialogue:
         closing = closing_text(self.messages, self.config.raw,
                                self.roles["assistant"].info.model or "?",
                                self.roles["user"].info.model or "?", self.total)
-        self.log.close(
-            {"end_reason": outcome.end_reason, "complete": outcome.complete,
-             "detail": outcome.detail, "total_tokens": self.total, "turns": len(self.messages),
-             "malformed_stream_lines": self.malformed}, closing)
+        footer: Footer = {"end_reason": outcome.end_reason, "complete": outcome.complete,
+                          "detail": outcome.detail, "total_tokens": self.total, "turns": len(self.messages),
+                          "malformed_stream_lines": self.malformed}
+        self.log.close(footer, closing)
         self.display.write(closing)
 
 
-def _round(x):
+def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 2)

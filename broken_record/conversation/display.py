@@ -8,17 +8,20 @@ so `python parrot.py config.json | tee x.log` gives a log old tooling reads.
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
+
+from broken_record.runs.layout import token_marker
 
 STYLES = {"assistant": "bold cyan", "user": "magenta", "note": "dim"}
 
 
 class Display:
-    """Streams text pieces to stdout; `quiet` shows nothing (parallel batches)."""
+    """Streams text pieces to stdout; `quiet` shows nothing (parrot.sh with -j > 1)."""
 
-    def __init__(self, stream=None, quiet: bool = False, color: bool | None = None):
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False, color: bool | None = None):
         self.stream = stream or sys.stdout
         self.quiet = quiet
         tty = color if color is not None else self.stream.isatty()
@@ -41,7 +44,8 @@ class Display:
             self.write(line, role)
 
     def marker(self, total: int) -> None:
-        self.write(f"--- {total} ---\n\n", "note")
+        """The token marker before an assistant turn, as the text log has it."""
+        self.write(token_marker(total) + "\n\n", "note")
 
     def warn(self, text: str) -> None:
         if not self.quiet:

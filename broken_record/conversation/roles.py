@@ -5,18 +5,24 @@
 
 With several conversations at once on servers parrot started, each running
 conversation holds a lane (0..K-1) and each role's requests go to that
-lane's own slot (``urls.slots``), so no conversation evicts another's cache.
+lane's own slot (``urls.slots``), so no conversation evicts another's cache:
+``open_role(..., slot=n)`` keeps it in ``Role.slot`` where the engine can pin
+a request to a slot (llama-server), and the turn loop passes it to
+``engine.stream(..., slot=role.slot)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from broken_record.conversation.config import Config, RoleConfig
 from broken_record.errors import ParrotError
-from broken_record.inference import Engine, ServerInfo, connect, templates
+from broken_record.inference import Engine, EngineError, ServerInfo, connect, templates
 from broken_record.inference.embedded import EmbeddedServer
+from broken_record.inference.llamacpp import LlamaServer
 
 
 @dataclass
@@ -26,19 +32,26 @@ class Role:
     name: str
     prefix: str
     engine: Engine
-    template: templates.ChatTemplate
-    params: dict                       # sampler settings in the engine's names
+    template: templates.ChatTemplate | ServerSideTemplate
+    params: dict[str, Any]             # sampler settings in the engine's names
     dropped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # about an embedded server: context capped or stretched
+    slot: int | None = None            # the server slot its requests run in; None: the server chooses
 
     @property
     def info(self) -> ServerInfo:
-        return self.engine.info
+        """What the server said when the role connected (``open_role`` probes it)."""
+        info = self.engine.info
+        if info is None:
+            raise EngineError(f"{self.name} server {self.engine.url} was never probed")
+        return info
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         info = self.info
+        # the slot is logged with the sampler settings, where the run logs have always had it
+        sampler = self.params if self.slot is None else {**self.params, "id_slot": self.slot}
         return {"engine": info.engine, "url": info.url, "model": info.model, "n_ctx": info.n_ctx,
-                "template": self.template.name, "sampler": self.params,
+                "template": self.template.name, "sampler": sampler,
                 "server_settings": info.settings, "warnings": self.warnings(), "server_notes": self.notes}
 
     def warnings(self) -> list[str]:
@@ -48,18 +61,28 @@ class Role:
                 f"{', '.join(self.dropped)}: not sent"]
 
 
-def open_role(rc: RoleConfig, url: str, config: Config, notes: list[str] | None = None) -> Role:
-    """``notes``: what starting that server found (``ServerURLs.notes[url]``), kept in the log header."""
+def open_role(rc: RoleConfig, url: str, config: Config, notes: list[str] | None = None,
+              slot: int | None = None) -> Role:
+    """The role ``rc`` connected to ``url``, its template loaded and its sampler translated.
+
+    ``notes``: what starting that server found (``ServerURLs.notes[url]``), kept in the log header.
+    ``slot``: the server slot this role's requests run in (``ServerPool.slot``); kept only
+    where the engine can pin one (``Engine.pins_slots``: llama-server's own API).
+    """
     engine = connect(url, rc.engine, role=rc.name, timeout=config.timeout, api_model=rc.api_model)
-    template = templates.load(rc.template, engine.info.chat_template)
-    if template.name == "server" and hasattr(engine, "apply_template"):
-        template = _checked_server_template(template, engine)
+    server_template = engine.info.chat_template if engine.info else None
+    loaded = templates.load(rc.template, server_template)
+    template: templates.ChatTemplate | ServerSideTemplate = loaded
+    if loaded.name == "server" and isinstance(engine, LlamaServer):
+        template = _checked_server_template(loaded, engine)
     params, dropped = engine.translate(rc.sampler)
     return Role(name=rc.name, prefix=rc.prefix, engine=engine, template=template,
-                params=params, dropped=dropped, notes=list(notes or []))
+                params=params, dropped=dropped, notes=list(notes or []),
+                slot=slot if engine.pins_slots else None)
 
 
-def _checked_server_template(template, engine):
+def _checked_server_template(template: templates.ChatTemplate,
+                             engine: LlamaServer) -> templates.ChatTemplate | ServerSideTemplate:
     """Use the local render of the server's template; if Jinja cannot render it,
     let the server apply it (/apply-template)."""
     probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
@@ -76,14 +99,14 @@ class ServerSideTemplate:
 
     name = "server (/apply-template)"
 
-    def __init__(self, engine):
+    def __init__(self, engine: LlamaServer):
         self.engine = engine
 
-    def render(self, messages, add_generation_prompt=True):
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         return self.engine.apply_template(messages)
 
 
-class ServerURLs(dict):
+class ServerURLs(dict[str, list[str]]):
     """``{"assistant": [url, ...], "user": [...]}``, and the slot layout of the servers parrot started.
 
     ``slots[role][url] = (first, stride)``: the conversation in lane j uses
@@ -91,7 +114,8 @@ class ServerURLs(dict):
     user runs are not in it: their slots are left to the server.
     """
 
-    def __init__(self, urls: dict, slots: dict | None = None, notes: dict | None = None):
+    def __init__(self, urls: dict[str, list[str]], slots: dict[str, dict[str, tuple[int, int]]] | None = None,
+                 notes: dict[str, list[str]] | None = None):
         super().__init__(urls)
         self.slots = slots or {}
         self.notes = notes or {}  # url -> what starting that server found (a capped or stretched context)
@@ -102,7 +126,7 @@ class ServerURLs(dict):
 
 
 @contextlib.contextmanager
-def embedded_servers(config: Config, slots: int = 1):
+def embedded_servers(config: Config, slots: int = 1) -> Iterator[ServerURLs]:
     """Start a llama-server per role that names no server; stop them on exit.
 
     One conversation at a time: one process per role, the assistant at full

@@ -1,7 +1,10 @@
 """One conversation from a config: servers up, roles connected, turns logged.
 
-This is what `parrot.py` runs; `parrot.sh` (broken_record.conversation.batch) reuses the
-pieces to run many conversations against servers started once.
+    outcome, log = converse(config, "out", "conv")     # out/conv.log, out/conv.jsonl
+
+This is parrot.py's (broken_record.cli.parrot). parrot.sh's session on a run
+folder (batch.py) uses the same pieces for many conversations against
+servers started once.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from broken_record.conversation.config import Config
 from broken_record.conversation.dialogue import Dialogue, Outcome
 from broken_record.conversation.display import Display
 from broken_record.conversation.roles import embedded_servers, open_role
-from broken_record.runs.writer import RunLog
+from broken_record.runs.writer import ConversationLog
 
 
 def human_input(prefix: str) -> str | None:
@@ -36,16 +39,22 @@ def human_input(prefix: str) -> str | None:
     return line.strip() or None
 
 
-def run_one(config: Config, out_dir: str | Path = ".", stem: str | None = None,
-            display: Display | None = None, human: bool = False) -> tuple[Outcome, RunLog]:
+def converse(config: Config, out_dir: str | Path = ".", stem: str | None = None,
+             display: Display | None = None, human: bool = False) -> tuple[Outcome, ConversationLog]:
+    """One conversation into ``out_dir``/``stem``.log and .jsonl, streamed to ``display``.
+
+    Embedded llama-servers are started for the roles that name no server and
+    stopped at the end. ``human``: the person at the keyboard may type the
+    user's lines (``human_input``).
+    """
     display = display or Display()
     with embedded_servers(config) as urls:
         assistant, user = (open_role(rc, urls[rc.name][0], config, urls.notes.get(urls[rc.name][0]))
                            for rc in (config.assistant, config.user))
         for w in urls.warnings + assistant.warnings() + user.warnings():
             display.warn(w)
-        log = RunLog(out_dir, stem)
+        log = ConversationLog(out_dir, stem)
         dialogue = Dialogue(config, assistant, user, log, display,
                             human=human_input if human else None)
-        outcome = dialogue.run()
+        outcome = dialogue.talk()
     return outcome, log

@@ -1,6 +1,13 @@
 """Engine adapters behind one streaming interface, and detection from the server.
 
     engine = connect("http://127.0.0.1:8080", "auto", role="assistant")
+    params, dropped = engine.translate({"temperature": 0.7, "repeat_penalty": 1.1})
+    text = engine.stream(prompt, params, max_tokens=256, stop=["\\n"]).text()
+
+base.py holds the interface and the streaming loop; llamacpp.py, openai.py and
+kobold.py each supply one wire format (docs/ENGINES.md); samplers.py is the one
+table of sampler settings and each engine's names for them; templates.py
+renders chat templates; embedded.py starts and stops the embedded llama-server.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from broken_record.inference.kobold import KoboldCpp
 from broken_record.inference.llamacpp import LlamaServer
 from broken_record.inference.openai import OpenAICompatible
 
-ADAPTERS = {cls.kind: cls for cls in (LlamaServer, OpenAICompatible, KoboldCpp)}
+ADAPTERS: dict[str, type[Engine]] = {cls.kind: cls for cls in (LlamaServer, OpenAICompatible, KoboldCpp)}
 
 __all__ = ["ADAPTERS", "Completion", "ConnectionLost", "ContextOverflow", "Engine",
            "EngineError", "ServerInfo", "Stream", "connect", "detect"]

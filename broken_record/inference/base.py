@@ -1,11 +1,27 @@
-"""The one streaming interface every engine adapter implements.
+"""The one streaming interface every engine adapter implements, and its streaming loop.
 
-    stream = engine.stream(prompt, params, max_tokens=256, stop=["\\n"])
+    stream = engine.stream(prompt, params, max_tokens=256, stop=["\\n"], slot=None)
     for piece in stream:          # text pieces as they arrive
         print(piece, end="")
     stream.result                 # Completion: text, tokens, stop reason, timings
 
-Adapters keep wire details to themselves; callers see only `Completion`.
+The loop that reads a stream is written once, here (`Engine._generate`): it
+times the request, posts it, parses each `data:` payload, raises the errors a
+server reports inside the stream, notes the time to the first text, collects
+the pieces, and raises ConnectionLost when the stream ends before the server
+said how generation finished. An adapter (llamacpp.py, openai.py, kobold.py)
+supplies only its wire format:
+
+- `_completion_request`: the path and JSON body of one request;
+- `_read`: one parsed event as a `Chunk` (its text pieces, and whether and
+  how it finishes generation);
+- `_complete`: the final Completion's stop reason, token counts and timings;
+
+and the class attributes `stream_end` (a `data:` line that ends the stream,
+OpenAI's `[DONE]`), `echoes_stop` (the streamed text includes the stop string
+that fired: hold back what may begin one, strip it at the end; koboldcpp),
+`pins_slots` (`slot` is honoured) and `unfinished` (the ConnectionLost text).
+Sampler names come from samplers.py. Callers see only `Completion`.
 """
 
 from __future__ import annotations
@@ -13,16 +29,15 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import requests
-from sseclient import SSEClient
+from sseclient import Event, SSEClient
 
 from broken_record.errors import ParrotError, ServerError
-
-STOP_REASONS = ("eos", "limit", "word", "error")
 
 
 class EngineError(ParrotError):
@@ -54,11 +69,11 @@ class Completion:
     server_prompt_ms: float | None = None
     server_gen_ms: float | None = None
     tokens_per_second: float | None = None
-    settings: dict | None = None       # what the server says it applied
+    settings: dict[str, Any] | None = None  # what the server says it applied
     malformed: int = 0                 # stream lines that did not parse
     error: str | None = None
 
-    def as_record(self) -> dict:
+    def as_record(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -69,8 +84,17 @@ class ServerInfo:
     model: str | None = None
     n_ctx: int | None = None           # context budget per request (per slot)
     chat_template: str | None = None
-    settings: dict | None = None
-    extra: dict = field(default_factory=dict)
+    settings: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Chunk:
+    """What one parsed stream event says, as an adapter's `_read` finds it."""
+
+    pieces: list[str] = field(default_factory=list)  # its text, in order ("" pieces are skipped)
+    finish: dict[str, Any] | None = None  # the part of the event that says how generation ended
+    last: bool = False                 # nothing after this event matters: stop reading
 
 
 class Stream:
@@ -80,7 +104,7 @@ class Stream:
         self._pieces = pieces
         self.result = result
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return self._pieces
 
     def text(self) -> str:
@@ -89,7 +113,7 @@ class Stream:
         return self.result.text
 
 
-def error_message(resp: requests.Response) -> tuple[str, str | None, dict]:
+def error_message(resp: requests.Response) -> tuple[str, str | None, dict[str, Any]]:
     """(message, type, body) from an error response of any of the engines."""
     try:
         body = resp.json()
@@ -107,11 +131,16 @@ def error_message(resp: requests.Response) -> tuple[str, str | None, dict]:
 
 
 class Engine:
-    """Base adapter: HTTP plumbing shared by the three wire formats."""
+    """Base adapter: HTTP plumbing and the streaming loop shared by the three wire formats."""
 
-    kind = "base"
-    # canonical (llama-server) sampler name -> this engine's name; None: unsupported
-    sampler_names: dict[str, str | None] = {}
+    kind: ClassVar[str] = "base"
+    # canonical (llama-server) sampler name -> this engine's name, None: unsupported
+    # (samplers.spellings); OpenAICompatible.probe replaces it for a llama-server backend
+    sampler_names: Mapping[str, str | None] = MappingProxyType({})
+    pins_slots: ClassVar[bool] = False        # stream(slot=...) runs the request in that slot
+    stream_end: ClassVar[str | None] = None   # a data line that ends the stream: "[DONE]"
+    echoes_stop: ClassVar[bool] = False       # the streamed text includes the stop string that fired
+    unfinished: ClassVar[str] = "ended the stream before its final chunk"
 
     def __init__(self, url: str, timeout: float = 300.0, api_model: str | None = None,
                  role: str = "assistant"):
@@ -124,7 +153,7 @@ class Engine:
         self._active: requests.Response | None = None   # the stream being read, for abort()
 
     # -- plumbing ---------------------------------------------------------
-    def _request(self, method: str, path: str, timeout: float | None = None, **kw) -> requests.Response:
+    def _request(self, method: str, path: str, timeout: float | None = None, **kw: Any) -> requests.Response:
         try:
             return self.session.request(method, self.url + path,
                                         timeout=timeout or self.timeout, **kw)
@@ -132,7 +161,7 @@ class Engine:
             raise ConnectionLost(f"{self.role} server {self.url} unreachable "
                                  f"({type(err).__name__}): start it or fix the URL")
 
-    def _json(self, method: str, path: str, **kw) -> Any:
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
         resp = self._request(method, path, **kw)
         if resp.status_code != 200:
             msg, _, _ = error_message(resp)
@@ -142,7 +171,7 @@ class Engine:
         except ValueError:
             raise EngineError(f"{self.role} server {self.url}{path}: answer is not JSON")
 
-    def _post_stream(self, path: str, body: dict) -> requests.Response:
+    def _post_stream(self, path: str, body: dict[str, Any]) -> requests.Response:
         resp = self._request("POST", path, json=body, stream=True)
         if resp.status_code != 200:
             msg, etype, err = error_message(resp)
@@ -156,7 +185,7 @@ class Engine:
             raise exc
         return resp
 
-    def events(self, resp: requests.Response):
+    def events(self, resp: requests.Response) -> Iterator[Event]:
         """SSE events from a streamed response; a dropped connection -> ConnectionLost."""
         client = SSEClient(resp.iter_content(chunk_size=None))
         self._active = resp
@@ -186,11 +215,12 @@ class Engine:
     def probe(self) -> ServerInfo:
         raise NotImplementedError
 
-    def translate(self, sampler: dict) -> tuple[dict, list[str]]:
+    def translate(self, sampler: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Sampler settings in this engine's names, and the names it cannot honour."""
-        params, dropped = {}, []
+        params: dict[str, Any] = {}
+        dropped: list[str] = []
         for name, value in sampler.items():
-            target = self.sampler_names.get(name, name if name in self.sampler_names else None)
+            target = self.sampler_names.get(name)
             if target is None:
                 dropped.append(name)
             else:
@@ -200,7 +230,7 @@ class Engine:
     def count_tokens(self, text: str) -> int | None:
         raise NotImplementedError
 
-    def stream_error(self, obj: dict, result: Completion) -> EngineError | None:
+    def stream_error(self, obj: dict[str, Any], result: Completion) -> EngineError | None:
         """The error an in-stream `data: {"error": ...}` chunk reports, if it is one.
 
         llama-server and vLLM send {"error": {...}} (vLLM also {"object": "error", ...}),
@@ -223,16 +253,92 @@ class Engine:
         cls = ContextOverflow if etype == "exceed_context_size_error" else EngineError
         return cls(f"{self.role} server {self.url}: {msg}")
 
-    def stream(self, prompt: str, params: dict, max_tokens: int, stop: list[str]) -> Stream:
+    def stream(self, prompt: str, params: Mapping[str, Any], max_tokens: int, stop: list[str],
+               slot: int | None = None) -> Stream:
+        """Generate from `prompt` with `params` (this engine's names: `translate`).
+
+        Nothing is sent until the stream is iterated. `slot`: the server slot to
+        run the request in, so that its cached prompt stays there; only engines
+        with `pins_slots` (llama-server) honour it, the others ignore it.
+        """
         result = Completion()
-        return Stream(self._generate(prompt, params, max_tokens, stop, result), result)
+        return Stream(self._generate(prompt, params, max_tokens, stop, slot, result), result)
 
-    def _generate(self, prompt, params, max_tokens, stop, result: Completion) -> Iterator[str]:
+    # -- what each adapter supplies -------------------------------------------
+    def _completion_request(self, prompt: str, params: Mapping[str, Any], max_tokens: int,
+                            stop: list[str], slot: int | None) -> tuple[str, dict[str, Any]]:
+        """The path and JSON body of one streamed completion request."""
         raise NotImplementedError
-        yield  # pragma: no cover
+
+    def _read(self, obj: dict[str, Any], result: Completion) -> Chunk:
+        """One parsed event: its text, and whether and how it ends generation.
+
+        Counts that arrive mid-stream (OpenAI's usage chunk) may go into `result`.
+        """
+        raise NotImplementedError
+
+    def _complete(self, finish: dict[str, Any], prompt: str, result: Completion) -> None:
+        """Fill in the stop reason, token counts and timings once the stream has ended.
+
+        `finish`: the last `Chunk.finish`; `result.text` is set (and, with
+        `echoes_stop`, a stop string found at its end is stripped and in
+        `result.stopping_word`, with `result.stop` = "word").
+        """
+        raise NotImplementedError
+
+    # -- the streaming loop ---------------------------------------------------
+    def _generate(self, prompt: str, params: Mapping[str, Any], max_tokens: int, stop: list[str],
+                  slot: int | None, result: Completion) -> Iterator[str]:
+        path, body = self._completion_request(prompt, params, max_tokens, stop, slot)
+        t0 = clock()
+        resp = self._post_stream(path, body)
+        pieces: list[str] = []
+        held = ""       # echoes_stop: text that may be the start of a stop string, shown once it is not
+        finish: dict[str, Any] | None = None
+        ended = False   # the stream_end line came
+        for event in self.events(resp):
+            if self.stream_end is not None and event.data.strip() == self.stream_end:
+                ended = True
+                break
+            obj = parse_data(event.data, result)
+            if obj is None:
+                continue
+            error = self.stream_error(obj, result)
+            if error:
+                raise error
+            chunk = self._read(obj, result)
+            for piece in chunk.pieces:
+                if not piece:
+                    continue
+                if result.ttft_ms is None:
+                    result.ttft_ms = clock() - t0
+                pieces.append(piece)
+                if self.echoes_stop:
+                    held += piece
+                    piece, held = split_held(held, stop)
+                if piece:
+                    yield piece
+            if chunk.finish is not None:
+                finish = chunk.finish
+            if chunk.last:
+                break
+        result.wall_ms = clock() - t0
+        text, word = "".join(pieces), None
+        if self.echoes_stop:
+            text, word = strip_stop(text, stop)
+            tail, _ = strip_stop(held, stop)
+            if tail:
+                yield tail
+        result.text = text
+        if finish is None:
+            missing = "" if ended or self.stream_end is None else f" or {self.stream_end}"
+            raise ConnectionLost(f"{self.role} server {self.url} {self.unfinished}{missing}")
+        if word is not None:
+            result.stop, result.stopping_word = "word", word
+        self._complete(finish, prompt, result)
 
 
-def parse_data(data: str, result: Completion) -> dict | None:
+def parse_data(data: str, result: Completion) -> dict[str, Any] | None:
     """One `data:` payload as JSON, or None (counted) when it does not parse."""
     try:
         obj = json.loads(data)
@@ -255,6 +361,17 @@ def strip_stop(text: str, stop: list[str]) -> tuple[str, str | None]:
         if s and text.endswith(s):
             return text[: -len(s)], s
     return text, None
+
+
+def split_held(held: str, stop: list[str]) -> tuple[str, str]:
+    """Hold back a tail that could begin a stop string: ("Hi\\n", ["\\n"]) -> ("Hi", "\\n")."""
+    keep = 0
+    for s in stop:
+        for k in range(min(len(s), len(held)), 0, -1):
+            if held.endswith(s[:k]):
+                keep = max(keep, k)
+                break
+    return held[: len(held) - keep], held[len(held) - keep:]
 
 
 def unreachable(role: str, url: str) -> ServerError:

@@ -22,6 +22,8 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
+from types import FrameType
+from typing import IO, NoReturn
 
 import requests
 
@@ -90,7 +92,7 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def _die_with_parent():
+def _die_with_parent() -> None:
     # Runs in the child between fork and exec: ask the kernel to SIGTERM the
     # server when the thread that started it dies, however it dies.
     try:
@@ -119,8 +121,8 @@ class EmbeddedServer:
         self.rope_args: list[str] = []
         self.notes: list[str] = []   # warnings for the caller to show (context capped or stretched)
         self.port: int | None = None
-        self.proc: subprocess.Popen | None = None
-        self._log_file = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -130,7 +132,7 @@ class EmbeddedServer:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def command(self) -> list[str]:
@@ -152,9 +154,9 @@ class EmbeddedServer:
         # (two launches side by side): try again on a new one.
         for attempt in range(3):
             self.port = self.requested_port or free_port()
-            self._spawn()
+            proc = self._spawn()
             try:
-                self._wait_ready()
+                self._wait_ready(proc)
                 self._check_context()
                 return
             except ServerError as err:
@@ -193,20 +195,20 @@ class EmbeddedServer:
         self.rope_args = ["--rope-scaling", self.rope_scaling, "--rope-scale", str(factor),
                           "--yarn-orig-ctx", str(got)]
         self.stop()
-        self._spawn()
-        self._wait_ready()
+        self._wait_ready(self._spawn())
         stretched = self.slot_context()
         self.notes.append(
             f"{self.name} llama-server: context stretched {factor}x by YaRN RoPE scaling "
             f"(trained on {got} tokens; now {stretched} per conversation)")
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         self._log_file = tempfile.NamedTemporaryFile(
             prefix=f"llama-server-{self.name}-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=self._log_file,
             stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         _running.add(self)
+        return self.proc
 
     def log_tail(self, lines: int = 8) -> str:
         if not self._log_file:
@@ -217,10 +219,10 @@ class EmbeddedServer:
         except OSError:
             return ""
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            code = self.proc.poll()
+            code = proc.poll()
             if code is not None:
                 raise ServerError(
                     f"{self.name} llama-server exited with code {code} while starting "
@@ -263,7 +265,7 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
-def _raise_interrupted(signum, frame):
+def _raise_interrupted(signum: int, frame: FrameType | None) -> NoReturn:
     raise Interrupted()
 
 

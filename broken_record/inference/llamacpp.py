@@ -2,25 +2,25 @@
 
 The final stream chunk carries `stop:true`, `stop_type` (eos/limit/word),
 the token counts and the settings the server applied; there is no [DONE].
+A request can be pinned to one of the server's slots (`id_slot`), so that
+its cached prompt is not evicted by another conversation's.
 """
 
 from __future__ import annotations
 
-from broken_record.inference.base import Completion, ConnectionLost, Engine, ServerInfo, clock, parse_data
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-NATIVE = ["temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty",
-          "repeat_last_n", "presence_penalty", "frequency_penalty", "dry_multiplier",
-          "dry_base", "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers",
-          "xtc_probability", "xtc_threshold", "mirostat", "mirostat_tau", "mirostat_eta",
-          "seed", "ignore_eos", "samplers", "n_probs", "grammar", "json_schema", "logit_bias",
-          "n_cache_reuse"]
+from broken_record.inference import samplers
+from broken_record.inference.base import Chunk, Completion, Engine, ServerInfo
+
+STOP_TYPES = ("eos", "limit", "word")
 
 
 class LlamaServer(Engine):
-    kind = "llama-server"
-    sampler_names = {**{n: n for n in NATIVE}, "guided_grammar": "grammar",
-                     "guided_json": "json_schema", "guided_regex": None, "top_a": None,
-                     "tfs": None}
+    kind: ClassVar[str] = "llama-server"
+    sampler_names: Mapping[str, str | None] = samplers.spellings("llama-server")
+    pins_slots: ClassVar[bool] = True
 
     def probe(self) -> ServerInfo:
         props = self._json("GET", "/props", timeout=10)
@@ -38,50 +38,33 @@ class LlamaServer(Engine):
                                                      "parse_special": True})
         return len(body.get("tokens", []))
 
-    def apply_template(self, messages: list[dict]) -> str:
+    def apply_template(self, messages: list[dict[str, str]]) -> str:
         return self._json("POST", "/apply-template", json={"messages": messages})["prompt"]
 
-    def _generate(self, prompt, params, max_tokens, stop, result: Completion):
-        body = {**params, "prompt": prompt, "n_predict": max_tokens, "stream": True,
-                "cache_prompt": True, "stop": stop}
-        t0 = clock()
-        resp = self._post_stream("/completion", body)
-        pieces: list[str] = []
-        finished = False
-        for event in self.events(resp):
-            obj = parse_data(event.data, result)
-            if obj is None:
-                continue
-            error = self.stream_error(obj, result)
-            if error:
-                raise error
-            piece = obj.get("content") or ""
-            if piece:
-                if result.ttft_ms is None:
-                    result.ttft_ms = clock() - t0
-                pieces.append(piece)
-                yield piece
-            if obj.get("stop"):
-                finished = True
-                self._finish(obj, result)
-                break
-        result.wall_ms = clock() - t0
-        result.text = "".join(pieces)
-        if not finished:
-            raise ConnectionLost(f"{self.role} server {self.url} ended the stream before its final chunk")
+    def _completion_request(self, prompt: str, params: Mapping[str, Any], max_tokens: int,
+                            stop: list[str], slot: int | None) -> tuple[str, dict[str, Any]]:
+        pinned = {} if slot is None else {"id_slot": slot}
+        return "/completion", {**params, **pinned, "prompt": prompt, "n_predict": max_tokens,
+                               "stream": True, "cache_prompt": True, "stop": stop}
 
-    @staticmethod
-    def _finish(obj: dict, result: Completion) -> None:
-        result.stop = obj.get("stop_type") if obj.get("stop_type") in ("eos", "limit", "word") else (
-            "word" if obj.get("stopping_word") else "eos")
-        result.stopping_word = obj.get("stopping_word") or None
-        result.tokens = obj.get("tokens_predicted")
+    def _read(self, obj: dict[str, Any], result: Completion) -> Chunk:
+        final = bool(obj.get("stop"))
+        return Chunk(pieces=[obj.get("content") or ""], finish=obj if final else None, last=final)
+
+    def _complete(self, finish: dict[str, Any], prompt: str, result: Completion) -> None:
+        stop_type = finish.get("stop_type")
+        if stop_type in STOP_TYPES:
+            result.stop = str(stop_type)
+        else:
+            result.stop = "word" if finish.get("stopping_word") else "eos"
+        result.stopping_word = finish.get("stopping_word") or None
+        result.tokens = finish.get("tokens_predicted")
         # tokens_evaluated is the whole prompt; timings.cache_n the part of it
         # reused from the slot's cache (tokens_cached counts the generated text too)
-        result.prompt_tokens = obj.get("tokens_evaluated")
-        timings = obj.get("timings") or {}
+        result.prompt_tokens = finish.get("tokens_evaluated")
+        timings = finish.get("timings") or {}
         result.cached_tokens = timings.get("cache_n")
         result.server_prompt_ms = timings.get("prompt_ms")
         result.server_gen_ms = timings.get("predicted_ms")
         result.tokens_per_second = timings.get("predicted_per_second")
-        result.settings = obj.get("generation_settings")
+        result.settings = finish.get("generation_settings")

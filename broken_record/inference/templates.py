@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -55,7 +56,7 @@ BUILTIN = {
 }
 
 
-def _raise(message):
+def _raise(message: str) -> NoReturn:
     raise TemplateError(message)
 
 

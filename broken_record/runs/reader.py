@@ -1,15 +1,15 @@
 """Conversation logs, text or structured, read into one ``Conversation``.
 
-Two formats (DESIGN.md, "Files a run writes"; runlog.py has the details):
+Two formats, both written by writer.py (schema.py describes their records):
 
 - ``.jsonl``: header, one message per line, footer. No footer means the
   conversation was killed: it is read as partial (``complete=False``), and a
   last line cut short by the crash is dropped.
-- ``.log``: the original tool's text layout. After ``--- DONE ---`` come the
-  ``Full Config:`` JSON line, the model lines and the messages as
-  ``=== role @ tokens ===`` sections, closed by ``--- T tokens, N turns ---``.
-  A log without ``--- DONE ---`` (killed before the end) is read from its
-  streamed lines as partial.
+- ``.log``: the original tool's text layout (layout.py's markers). After
+  ``--- DONE ---`` come the ``Full Config:`` JSON line, the model lines and
+  the messages as ``=== role @ tokens ===`` sections, closed by
+  ``--- T tokens, N turns ---``. A log without ``--- DONE ---`` (killed
+  before the end) is read from its streamed lines as partial.
 
 A folder holding both files of a conversation is read from the ``.jsonl``.
 Files that cannot be read raise ``LogError`` with a one-line reason; what
@@ -22,15 +22,17 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
-from broken_record.analysis.classic import DONE_MARKER
+from broken_record.runs import layout
+from broken_record.runs.layout import CLOSING_RE as _CLOSING
+from broken_record.runs.layout import DONE_MARKER
+from broken_record.runs.layout import SECTION_RE as _SECTION
+from broken_record.runs.layout import TOKEN_MARKER_RE as _MARKER
+from broken_record.runs.schema import FooterLine, HeaderLine, MessageLine, RoleSettings, Settings
 
-LOG_SUFFIXES = (".jsonl", ".log")
 DEFAULT_AGENT_PREFIX = "Skye:"  # what the original tool hard-coded
 
-_SECTION = re.compile(r"^=== (\w+) @ (-?\d+) ===$")
-_CLOSING = re.compile(r"^--- (\d+) tokens, (\d+) turns ---$")
-_MARKER = re.compile(r"^--- (\d+) ---$")
 _SPEAKER = re.compile(r"^([^\s:][^:]{0,40}:)")
 
 
@@ -64,8 +66,8 @@ class Conversation:
     turns: list[Turn]
     complete: bool
     end_reason: str | None = None
-    config: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = field(default_factory=lambda: _unknown_settings())
     classic_lines: list[str] = field(default_factory=list)  # what the classic score reads
     turn_max_tokens: int | None = None
     total_tokens: int | None = None
@@ -86,12 +88,26 @@ def find_logs(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     by_stem: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix not in LOG_SUFFIXES:
+        if not path.is_file() or path.suffix not in layout.LOG_SUFFIXES:
             continue
         # The .jsonl carries stop reasons and token counts: prefer it.
-        if path.stem not in by_stem or path.suffix == ".jsonl":
+        if path.stem not in by_stem or path.suffix == layout.JSONL_SUFFIX:
             by_stem[path.stem] = path
     return [by_stem[stem] for stem in sorted(by_stem)]
+
+
+def complete_in(folder: str | Path) -> list[str]:
+    """Stems of the conversations in `folder` whose .jsonl footer says complete."""
+    done = []
+    for path in sorted(Path(folder).glob(f"{layout.RUN_PREFIX}*{layout.JSONL_SUFFIX}")):
+        try:
+            last = path.read_text(encoding="utf-8").strip().splitlines()[-1]
+            footer = json.loads(last)
+        except (OSError, IndexError, ValueError):
+            continue
+        if isinstance(footer, dict) and footer.get("type") == "footer" and footer.get("complete"):
+            done.append(path.stem)
+    return done
 
 
 def read_log(path: str | Path) -> Conversation:
@@ -106,7 +122,7 @@ def read_log(path: str | Path) -> Conversation:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise LogError("the file is empty")
-    if path.suffix == ".jsonl":
+    if path.suffix == layout.JSONL_SUFFIX:
         return parse_jsonl(text, path.name)
     return parse_text_log(text, path.name)
 
@@ -115,10 +131,14 @@ def read_log(path: str | Path) -> Conversation:
 
 
 def parse_jsonl(text: str, name: str = "conversation.jsonl") -> Conversation:
-    """A structured log's header, messages and footer as a ``Conversation``."""
-    header: dict | None = None
-    footer: dict | None = None
-    messages: list[dict] = []
+    """A structured log's header, messages and footer as a ``Conversation``.
+
+    The records' keys are schema.py's; their values are checked here as they
+    are used, since any file may be handed in.
+    """
+    header: HeaderLine | None = None
+    footer: FooterLine | None = None
+    messages: list[MessageLine] = []
     lines = text.split("\n")
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     for number, line in enumerate(lines):
@@ -134,15 +154,15 @@ def parse_jsonl(text: str, name: str = "conversation.jsonl") -> Conversation:
             raise LogError(f"line {number + 1} is not a JSON object")
         kind = record.get("type")
         if kind == "header":
-            header = record
+            header = cast(HeaderLine, record)
         elif kind == "message":
-            messages.append(record)
+            messages.append(cast(MessageLine, record))
         elif kind == "footer":
-            footer = record
+            footer = cast(FooterLine, record)
     if header is None:
         raise LogError("no header line: not a parrot .jsonl log")
 
-    config = header.get("config") if isinstance(header.get("config"), dict) else {}
+    config = _dict_or_none(header.get("config")) or {}
     agent_prefix = _str(header.get("agent_prefix")) or _str(config.get("agent_prefix")) or DEFAULT_AGENT_PREFIX
     user_prefix = _str(header.get("user_prefix")) or _str(config.get("user_prefix")) or ""
     turns = []
@@ -162,7 +182,7 @@ def parse_jsonl(text: str, name: str = "conversation.jsonl") -> Conversation:
     end_reason = _str(footer.get("end_reason")) or None if footer else "interrupted"
     # The classic score reads message lines, as it would in the .log.
     classic_lines = [line for t in turns for line in t.text.split("\n")]
-    settings = {
+    settings: Settings = {
         "assistant": _role_settings(header.get("assistant"), config.get("sampler")),
         "user": _role_settings(header.get("user"), config.get("user_sampler") or config.get("sampler")),
         "turn_max_tokens": _int(config.get("turn_max_tokens")),
@@ -177,11 +197,18 @@ def parse_jsonl(text: str, name: str = "conversation.jsonl") -> Conversation:
     )
 
 
-def _role_settings(info, sampler) -> dict:
-    info = info if isinstance(info, dict) else {}
-    out = {key: info.get(key) for key in ("model", "engine", "url", "n_ctx", "template")}
-    out["sampler"] = sampler if isinstance(sampler, dict) else None
-    return out
+def _role_settings(info: object, sampler: object) -> RoleSettings:
+    """A header's role info as ``Settings`` state it; what the header lacks is None."""
+    got = info if isinstance(info, dict) else {}
+    return {"model": got.get("model"), "engine": got.get("engine"), "url": got.get("url"),
+            "n_ctx": got.get("n_ctx"), "template": got.get("template"), "sampler": _dict_or_none(sampler)}
+
+
+def _unknown_settings() -> Settings:
+    """The settings of a log that states none (a text log cut off before ``--- DONE ---``)."""
+    return {"assistant": {"model": None, "engine": None, "sampler": None},
+            "user": {"model": None, "engine": None, "sampler": None},
+            "turn_max_tokens": None, "total_tokens": None}
 
 
 # --- .log ------------------------------------------------------------------------
@@ -195,18 +222,18 @@ def parse_text_log(text: str, name: str = "conversation.log") -> Conversation:
         return _parse_streamed(lines, name)
     after = lines[done + 1:]
 
-    config: dict = {}
-    models = {"assistant": None, "user": None}
-    if after and after[0].strip() == "Full Config:" and len(after) > 1:
+    config: dict[str, Any] = {}
+    models: dict[str, str | None] = {"assistant": None, "user": None}
+    if after and after[0].strip() == layout.FULL_CONFIG and len(after) > 1:
         try:
             loaded = json.loads(after[1])
             config = loaded if isinstance(loaded, dict) else {}
         except ValueError:
             config = {}
     for line in after[:8]:
-        if line.startswith("Assistant Model:"):
+        if line.startswith(layout.ASSISTANT_MODEL):
             models["assistant"] = line.split(":", 1)[1].strip() or None
-        elif line.startswith("User Model:"):
+        elif line.startswith(layout.USER_MODEL):
             models["user"] = line.split(":", 1)[1].strip() or None
 
     sections: list[tuple[str, int, list[str]]] = []
@@ -249,7 +276,7 @@ def parse_text_log(text: str, name: str = "conversation.log") -> Conversation:
     else:
         _infer_tokens(turns, None, limit)
 
-    settings = {
+    settings: Settings = {
         "assistant": {"model": models["assistant"], "engine": _str(config.get("engine")) or None,
                       "url": config.get("api_url"), "sampler": _dict_or_none(config.get("sampler"))},
         "user": {"model": models["user"], "engine": _str(config.get("user_engine") or config.get("engine")) or None,
@@ -284,7 +311,7 @@ def _parse_streamed(lines: list[str], name: str) -> Conversation:
         raise LogError("no '--- DONE ---' marker and no 'Name:' turns: not a parrot log")
     agent_prefix = speakers[0]
     user_prefix = speakers[1] if len(speakers) > 1 else ""
-    turns = []
+    turns: list[Turn] = []
     for line in body:
         if line.startswith(agent_prefix):
             role, prefix = "assistant", agent_prefix
@@ -294,12 +321,9 @@ def _parse_streamed(lines: list[str], name: str) -> Conversation:
             continue
         turns.append(Turn(index=len(turns), role=role, text=line, content=_strip_prefix(line, prefix),
                           raw=_after_prefix(line, prefix), source="model"))
-    settings = {"assistant": {"model": None, "engine": None, "sampler": None},
-                "user": {"model": None, "engine": None, "sampler": None},
-                "turn_max_tokens": None, "total_tokens": None}
     return Conversation(
         file=name, format="text", agent_prefix=agent_prefix, user_prefix=user_prefix,
-        turns=turns, complete=False, end_reason="interrupted", settings=settings,
+        turns=turns, complete=False, end_reason="interrupted", settings=_unknown_settings(),
         classic_lines=body,
     )
 
@@ -326,7 +350,7 @@ def _infer_tokens(turns: list[Turn], total: int | None, limit: int | None) -> No
             turn.stop = "limit" if used >= limit else None  # eos or newline: unknown
 
 
-def _guess_prefix(sections, role: str) -> str | None:
+def _guess_prefix(sections: list[tuple[str, int, list[str]]], role: str) -> str | None:
     for section_role, _, body in sections:
         if section_role == role and body:
             m = _SPEAKER.match(body[0])
@@ -353,13 +377,13 @@ def _after_prefix(text: str, prefix: str) -> str:
     return text[1:] if text.startswith(" ") else text
 
 
-def _str(value) -> str:
+def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _int(value) -> int | None:
+def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _dict_or_none(value) -> dict | None:
+def _dict_or_none(value: object) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None

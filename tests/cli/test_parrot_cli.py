@@ -7,8 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, sigint_default
-from test_server import pids_of_llama_servers
+from conftest import ROOT, pids_of_llama_servers, sigint_default
 
 PARROT = [sys.executable, str(ROOT / "parrot.py")]
 
@@ -27,7 +26,7 @@ def messages(folder):
 
 
 def test_embedded_default_with_a_fixed_seed_is_reproducible(tmp_path):
-    """Two runs on fresh embedded servers with the same seed: the same conversation.
+    """Two conversations on fresh embedded servers with the same seed: the same one.
     Also: stdout is the original text layout, identical to the .log file."""
     cfg = write_config(tmp_path, total_tokens=160, turn_max_tokens=40, seed=7)
     before = pids_of_llama_servers()

@@ -13,7 +13,7 @@ import pytest
 from broken_record.analysis import folder as analysis
 from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "tests" / "fixtures" / "testdata"
 RUN_A = ROOT / "tests" / "fixtures" / "runs" / "run_a"
 EXPECTED = json.loads((TESTDATA / "expected_classic.json").read_text())

@@ -15,7 +15,7 @@ import pytest
 from broken_record.analysis import detectors as d
 from broken_record.runs.reader import read_log
 
-TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
+TESTDATA = Path(__file__).resolve().parents[1] / "fixtures" / "testdata"
 
 
 def replies(name: str) -> list[d.Reply]:

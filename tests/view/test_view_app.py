@@ -12,14 +12,18 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from broken_record.view import frames as compare
+from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
+from broken_record.analysis.outputs import write_analysis
+from broken_record.runs.layout import ANALYSIS_FILE
+from broken_record.view import frames
 from broken_record.view.frames import BOUNDED
 
-FIXTURE_RUNS = Path(__file__).resolve().parent / "fixtures" / "runs"
+FIXTURE_RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
 CHARTS = ("scatter", "histograms", "types", "survival")
 TIMEOUT = 180  # first runs analyse logs; generous for a busy 2-core machine
 
@@ -32,14 +36,14 @@ def runs(tmp_path_factory) -> list[str]:
     for name in ("run_a", "run_b"):
         target = base / name
         shutil.copytree(FIXTURE_RUNS / name, target)
-        compare.analyse_folder(target)
-        assert (target / compare.ANALYSIS_FILE).is_file()
+        write_analysis(target)
+        assert (target / ANALYSIS_FILE).is_file()
         folders.append(str(target))
     return folders
 
 
 def analysis(folder: str) -> dict:
-    return json.loads((Path(folder) / compare.ANALYSIS_FILE).read_text())
+    return json.loads((Path(folder) / ANALYSIS_FILE).read_text())
 
 
 def app(folders: list[str]) -> AppTest:
@@ -54,12 +58,12 @@ def charts(at: AppTest) -> dict:
     out = {}
     for element in at.get("vega_lite_chart"):
         spec = json.loads(element.proto.spec)
-        frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets]
-        out[spec.get("name")] = (spec, frames[0] if frames else None)
+        data = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets]
+        out[spec.get("name")] = (spec, data[0] if data else None)
     return out
 
 
-def table(at: AppTest, first_column: str):
+def table(at: AppTest, first_column: str) -> pd.DataFrame:
     """The st.dataframe whose first column is ``first_column`` (summary: run, settings: setting)."""
     found = [d.value for d in at.dataframe if d.value.columns[0] == first_column]
     assert len(found) == 1
@@ -120,9 +124,9 @@ def test_summary_table_equals_analysis_json(page, runs):
         assert row["conversations"] == n
         assert row["avg_response_length"] == pytest.approx(sum(c["avg_response_length"] for c in conversations) / n)
         assert row["avg_loop_density"] == pytest.approx(sum(c["loop_density"] for c in conversations) / n)
-        assert row[f"avg_{BOUNDED}"] == pytest.approx(sum(compare.bounded_share(c) for c in conversations) / n)
+        assert row[f"avg_{BOUNDED}"] == pytest.approx(sum(frames.bounded_share(c) for c in conversations) / n)
         for family in ("loops", "breaks"):
-            for name in compare.LOOP_TYPES if family == "loops" else compare.BREAK_TYPES:
+            for name in LOOP_TYPES if family == "loops" else BREAK_TYPES:
                 present = sum(1 for c in conversations if c[family][name]["present"])
                 assert row[name] == pytest.approx(present / n), name
         # ... and the folder summary analysis.json carries agrees.
@@ -141,7 +145,7 @@ def test_type_bars_equal_analysis_json(page, runs):
         conversations = analysis(folder)["conversations"]
         mine = data[data["run"] == Path(folder).name].set_index("type")
         assert len(mine) >= 10
-        for name in compare.BREAK_TYPES:
+        for name in BREAK_TYPES:
             assert mine.loc[name, "present"] == sum(1 for c in conversations if c["breaks"][name]["present"])
 
 
@@ -204,9 +208,9 @@ def test_reader_flags_and_highlights_a_looping_conversation(runs):
     at.selectbox(key="reader_conversation").set_value(looping["file"]).run()
     assert not at.exception
     body = reader_html(at)
-    assert body.count('class="brp-turn') == len(compare.read_turns(runs[1], looping["file"]))
+    assert body.count('class="brp-turn') == len(frames.read_turns(runs[1], looping["file"]))
     assert "<mark>" in body  # its repeated segments are highlighted
-    flagged = {name for name, entry in compare.detections(looping).items() if entry["present"] and entry["turns"]}
+    flagged = {name for name, entry in frames.detections(looping).items() if entry["present"] and entry["turns"]}
     for name in flagged:
         assert name.replace("_", " ") in body
 
@@ -242,7 +246,7 @@ def test_folder_without_analysis_is_analysed_with_a_notice(tmp_path):
     shutil.copytree(FIXTURE_RUNS / "run_b", folder)
     at = app([str(folder)])
     assert not at.exception
-    assert (folder / compare.ANALYSIS_FILE).is_file()
+    assert (folder / ANALYSIS_FILE).is_file()
     notices = [i.value for i in at.info]
     assert any("analysed now" in n for n in notices)
     # Labelled without the results- prefix.

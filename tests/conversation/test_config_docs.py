@@ -6,7 +6,8 @@ import re
 import pytest
 from conftest import ROOT
 
-from broken_record.conversation.config import KEYS, SAMPLER_ALIASES, SAMPLER_KEYS, parse_config
+from broken_record.conversation.config import KEYS, parse_config
+from broken_record.inference.samplers import ALIASES, SAMPLERS
 
 DOC = (ROOT / "CONFIG.md").read_text()
 EXAMPLES = re.findall(r"```json\n(.*?)```", DOC, re.S)
@@ -39,6 +40,6 @@ def test_every_key_is_documented(key):
     assert f"`{key}`" in DOC
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLER_KEYS) + sorted(SAMPLER_ALIASES))
+@pytest.mark.parametrize("name", sorted(SAMPLERS) + sorted(ALIASES))
 def test_every_sampler_setting_is_documented(name):
     assert f"`{name}`" in DOC

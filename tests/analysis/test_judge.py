@@ -17,14 +17,16 @@ import pytest
 import requests
 from fakes import FakeServer
 
-from broken_record.analysis import folder as analysis
 from broken_record.analysis import judge
+from broken_record.analysis.folder import analyze_folder
+from broken_record.analysis.judge import client, folders, progress, reply
+from broken_record.analysis.outputs import write_analysis
 from broken_record.inference import KoboldCpp, OpenAICompatible, ServerInfo
 from broken_record.inference.embedded import free_port
 from broken_record.inference.llamacpp import LlamaServer
 from broken_record.runs import reader as logs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "tests" / "fixtures" / "testdata"
 RUN_A = ROOT / "tests" / "fixtures" / "runs" / "run_a"
 
@@ -62,39 +64,39 @@ def assert_judgement(chunk: dict) -> None:
 
 def test_chunks_of_about_five_lines_skip_the_system_message():
     conv = logs.read_log(TESTDATA / "parrot_cold_1.log")  # system + 10 messages
-    chunks = judge.chunk_turns(conv.turns, 5)
+    chunks = reply.chunk_turns(conv.turns, 5)
     assert [(c.start, c.end) for c in chunks] == [(1, 5), (6, 10)]
     assert chunks[0].lines[0].startswith("Skye: *Skye flashing")
 
     turns = [logs.Turn(index=i, role="user" if i % 2 else "assistant", text=f"line {i}", content="")
              for i in range(13)]
-    assert [len(c.lines) for c in judge.chunk_turns(turns[:11], 5)] == [5, 6]   # short tail joins
-    assert [len(c.lines) for c in judge.chunk_turns(turns, 5)] == [5, 5, 3]
-    assert [len(c.lines) for c in judge.chunk_turns(turns[:3], 5)] == [3]
-    assert judge.chunk_turns([], 5) == []
+    assert [len(c.lines) for c in reply.chunk_turns(turns[:11], 5)] == [5, 6]   # short tail joins
+    assert [len(c.lines) for c in reply.chunk_turns(turns, 5)] == [5, 5, 3]
+    assert [len(c.lines) for c in reply.chunk_turns(turns[:3], 5)] == [3]
+    assert reply.chunk_turns([], 5) == []
 
 
 def test_prompt_lines_are_flat_and_short():
-    chunk = judge.Chunk(1, 2, ["Skye: " + "word " * 200, "Mark: \"two\nlines\""])
-    messages = judge.messages_for(chunk, 100)
+    chunk = reply.Chunk(1, 2, ["Skye: " + "word " * 200, "Mark: \"two\nlines\""])
+    messages = reply.messages_for(chunk, 100)
     body = messages[1]["content"].split("\n")
     assert len(body) == 2 and len(body[0]) == 100 and body[0].endswith("…")
     assert body[1] == "Mark: \"two lines\""
     assert messages[0]["role"] == "system" and "JSON" in messages[0]["content"]
 
 
-@pytest.mark.parametrize("reply, expected", [
+@pytest.mark.parametrize("text, expected", [
     (REPLY, {"summary": "Skye shows Mark her homepage.", "topics": ["homepage", "code"],
              "themes": ["pride", "humor"]}),
     # an unconstrained engine's chatter around the object; words cleaned and deduplicated
     ('Sure!\n```json\n{"summary": " They  meet. ", "topics": ["Coffee.", "coffee", ""], "themes": []}\n```',
      {"summary": "They meet.", "topics": ["coffee"], "themes": []}),
 ])
-def test_replies_that_parse(reply, expected):
-    assert judge.parse_reply(reply) == (expected, None)
+def test_replies_that_parse(text, expected):
+    assert reply.parse_reply(text) == (expected, None)
 
 
-@pytest.mark.parametrize("reply, why", [
+@pytest.mark.parametrize("text, why", [
     ("not json", "not JSON"),
     ("", "empty reply"),
     ('["a", "b"]', "not a JSON object"),
@@ -104,54 +106,80 @@ def test_replies_that_parse(reply, expected):
     ('{"summary": "x", "topics": ["ice cream"], "themes": []}', "not a single word"),
     ('{"summary": "x", "topics": ["coff', "not JSON"),   # cut off by the token limit
 ])
-def test_replies_that_do_not_fit_are_garbage(reply, why):
-    parsed, reason = judge.parse_reply(reply)
+def test_replies_that_do_not_fit_are_garbage(text, why):
+    parsed, reason = reply.parse_reply(text)
     assert parsed is None and why in reason
 
 
 def test_recurring_words_count_chunks():
     chunks = [{"topics": ["coffee", "rain", "coffee"]}, {"topics": ["rain", "coffee"]},
               {"topics": ["volleyball", "rain"]}, {"topics": []}]
-    assert judge.recurring(chunks, "topics") == [["rain", 3], ["coffee", 2]]
-    assert judge.recurring([], "topics") == []
+    assert reply.recurring(chunks, "topics") == [["rain", 3], ["coffee", 2]]
+    assert reply.recurring([], "topics") == []
 
 
 def test_each_engine_gets_its_own_constraint():
     def constraint(engine):
-        return judge.constrained(engine)
+        return client.constrained(engine)
 
-    assert constraint(LlamaServer("http://127.0.0.1:9")) == ({"json_schema": judge.SCHEMA}, "json_schema")
-    assert constraint(OpenAICompatible("http://127.0.0.1:9")) == ({"guided_json": judge.SCHEMA}, "guided_json")
-    assert constraint(KoboldCpp("http://127.0.0.1:9")) == ({"grammar": judge.GRAMMAR}, "grammar")
+    assert constraint(LlamaServer("http://127.0.0.1:9")) == ({"json_schema": reply.SCHEMA}, "json_schema")
+    assert constraint(OpenAICompatible("http://127.0.0.1:9")) == ({"guided_json": reply.SCHEMA}, "guided_json")
+    assert constraint(KoboldCpp("http://127.0.0.1:9")) == ({"grammar": reply.GRAMMAR}, "grammar")
     # llama-server behind its OpenAI endpoint takes the native field
     behind = OpenAICompatible("http://127.0.0.1:9")
     behind.sampler_names = {**behind.sampler_names, **LlamaServer.sampler_names}
-    assert constraint(behind) == ({"json_schema": judge.SCHEMA}, "json_schema")
+    assert constraint(behind) == ({"json_schema": reply.SCHEMA}, "json_schema")
 
 
 def test_prompt_uses_the_server_template_and_survives_one_without_system_role():
     engine = LlamaServer("http://127.0.0.1:9")
-    chunk = judge.Chunk(1, 1, ["Skye: Hello there."])
+    chunk = reply.Chunk(1, 1, ["Skye: Hello there."])
     engine.info = ServerInfo(engine="llama-server", url=engine.url, n_ctx=4096, chat_template=(
         "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
         "{% if add_generation_prompt %}[assistant]{% endif %}"))
-    prompt = judge.Judge(engine).prompt(chunk)
+    prompt = client.Judge(engine).prompt(chunk)
     assert prompt.startswith("[system]Summarize") and prompt.endswith("[user]Skye: Hello there.[assistant]")
     engine.info.chat_template = (
         "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
         "<turn>{{ m.role }}: {{ m.content }}</turn>{% endfor %}<turn>model: ")
-    prompt = judge.Judge(engine).prompt(chunk)
+    prompt = client.Judge(engine).prompt(chunk)
     assert prompt.startswith("<turn>user: Summarize") and "Skye: Hello there.</turn>" in prompt
     engine.info.chat_template = None   # no template published: ChatML
-    assert judge.Judge(engine).prompt(chunk).startswith("<|im_start|>system\nSummarize")
+    assert client.Judge(engine).prompt(chunk).startswith("<|im_start|>system\nSummarize")
 
 
 def test_small_contexts_get_shorter_lines():
     engine = LlamaServer("http://127.0.0.1:9")
     engine.info = ServerInfo(engine="llama-server", url=engine.url, n_ctx=512)
-    assert judge.Judge(engine).line_chars == (512 - judge.MAX_TOKENS - 200) * 3 // 5
+    assert client.Judge(engine).line_chars == (512 - client.MAX_TOKENS - 200) * 3 // 5
     engine.info.n_ctx = 8192
-    assert judge.Judge(engine).line_chars == judge.LINE_CHARS
+    assert client.Judge(engine).line_chars == reply.LINE_CHARS
+
+
+def test_the_package_entry_point_is_judge_folders():
+    assert judge.judge_folders is folders.judge_folders
+    assert judge.__all__ == ["judge_folders"]
+
+
+def test_progress_is_silent_when_off_or_empty():
+    with progress.progress_bar(3, False) as advance:
+        advance.describe("a.jsonl")
+        advance()
+    with progress.progress_bar(0, True) as advance:
+        advance()
+    ticks = []
+
+    class Bar:
+        def advance(self, task):
+            ticks.append(("advance", task))
+
+        def update(self, task, description):
+            ticks.append(("update", task, description))
+
+    on = progress.Advance(Bar(), 7)
+    on.describe("b.log")
+    on()
+    assert ticks == [("update", 7, "judge b.log"), ("advance", 7)]
 
 
 # --- the real llama-server ----------------------------------------------------------------
@@ -159,7 +187,7 @@ def test_small_contexts_get_shorter_lines():
 
 def test_real_llama_server_replies_all_parse_thanks_to_json_schema(llama_server):
     conv = short_conversation(10)
-    with judge.open_judge(llama_server.url) as j:
+    with client.open_judge(llama_server.url) as j:
         assert j.constraint == "json_schema" and j.engine_name == "llama-server"
         assert "SmolLM2" in j.model
         result = j.judge_conversation(conv)
@@ -167,17 +195,17 @@ def test_real_llama_server_replies_all_parse_thanks_to_json_schema(llama_server)
     assert [c["lines"] for c in result["chunks"]] == [[1, 5], [6, 10]]
     for chunk in result["chunks"]:
         assert_judgement(chunk)
-        assert len(chunk["summary"]) <= judge.MAX_SUMMARY
-        assert len(chunk["topics"]) <= judge.MAX_WORDS and len(chunk["themes"]) <= judge.MAX_WORDS
+        assert len(chunk["summary"]) <= reply.MAX_SUMMARY
+        assert len(chunk["topics"]) <= reply.MAX_WORDS and len(chunk["themes"]) <= reply.MAX_WORDS
     for key in ("recurring_topics", "recurring_themes"):
         assert all(isinstance(w, str) and n >= 2 for w, n in result[key])
 
 
 def test_the_koboldcpp_grammar_is_valid_gbnf_for_the_real_grammar_engine(llama_server):
     # koboldcpp uses llama.cpp's grammar engine: send the same GBNF to llama-server.
-    with judge.open_judge(llama_server.url) as j:
-        j.params = {**j.engine.translate(judge.SAMPLER)[0], "grammar": judge.GRAMMAR}
-        result = j.judge_chunks(judge.chunk_turns(short_conversation(5).turns, 5))
+    with client.open_judge(llama_server.url) as j:
+        j.params = {**j.engine.translate(client.SAMPLER)[0], "grammar": reply.GRAMMAR}
+        result = j.judge_chunks(reply.chunk_turns(short_conversation(5).turns, 5))
     assert result["errors"] == 0, result["garbage"]
     assert len(result["chunks"]) == 1
     assert_judgement(result["chunks"][0])
@@ -188,13 +216,13 @@ def test_the_koboldcpp_grammar_is_valid_gbnf_for_the_real_grammar_engine(llama_s
 
 def test_koboldcpp_gets_a_grammar_and_no_json_schema():
     with FakeServer("koboldcpp", replies=[REPLY, REPLY_2]) as fake:
-        with judge.open_judge(fake.url) as j:
+        with client.open_judge(fake.url) as j:
             result = j.judge_conversation(short_conversation(10))
         assert len(fake.requests) == 2
         for body in fake.requests:
-            assert body["grammar"] == judge.GRAMMAR
+            assert body["grammar"] == reply.GRAMMAR
             assert not {"json_schema", "guided_json"} & set(body)
-            assert body["max_length"] == judge.MAX_TOKENS
+            assert body["max_length"] == client.MAX_TOKENS
             assert body["prompt"].startswith("<|im_start|>system\nSummarize")   # no template published: ChatML
             assert "Skye:" in body["prompt"]
     assert result["engine"] == "koboldcpp" and result["constraint"] == "grammar"
@@ -206,12 +234,12 @@ def test_koboldcpp_gets_a_grammar_and_no_json_schema():
 
 def test_openai_compatible_gets_guided_json():
     with FakeServer("openai", replies=[REPLY]) as fake:
-        with judge.open_judge(fake.url, kind="auto") as j:
+        with client.open_judge(fake.url, kind="auto") as j:
             result = j.judge_conversation(short_conversation(5))
         body = fake.requests[0]
-        assert body["guided_json"] == judge.SCHEMA
+        assert body["guided_json"] == reply.SCHEMA
         assert not {"json_schema", "grammar", "guided_grammar"} & set(body)
-        assert body["max_tokens"] == judge.MAX_TOKENS and body["model"] == "fake/vllm-model"
+        assert body["max_tokens"] == client.MAX_TOKENS and body["model"] == "fake/vllm-model"
     assert result["engine"] == "openai" and result["model"] == "fake/vllm-model"
     assert result["chunks"] == [{"lines": [1, 5], "summary": "Skye shows Mark her homepage.",
                                  "topics": ["homepage", "code"], "themes": ["pride", "humor"]}]
@@ -221,7 +249,7 @@ def test_a_garbage_judge_is_counted_and_the_analysis_completes(tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(RUN_A, folder)
     with FakeServer("openai", replies=["not json", REPLY]) as fake:
-        result = analysis.write_analysis(folder, workers=1, judge=fake.url)
+        result = write_analysis(folder, workers=1, judge=fake.url)
         asked = fake.generations
     written = json.loads((folder / "analysis.json").read_text())
     assert written == result
@@ -242,11 +270,11 @@ def test_a_judge_that_dies_is_given_up_and_the_rest_skipped(tmp_path):
     shutil.copytree(RUN_A, folder)
     # every stream dropped after its first chunk
     with FakeServer("openai", replies=[REPLY], die_after={n: 1 for n in range(50)}) as fake:
-        result = analysis.analyze_folder(folder, workers=1)
-        warnings = judge.judge_folders([(folder, result)], fake.url)
+        result = analyze_folder(folder, workers=1)
+        warnings = folders.judge_folders([(folder, result)], fake.url)
         asked = fake.generations
-    assert asked == judge.GONE_AFTER
-    total = sum(len(judge.chunk_turns(logs.read_log(folder / c["file"]).turns)) for c in result["conversations"])
+    assert asked == client.GONE_AFTER
+    total = sum(len(reply.chunk_turns(logs.read_log(folder / c["file"]).turns)) for c in result["conversations"])
     assert result["judge"]["skipped"] == total - asked and result["judge"]["errors"] == asked
     assert any("stopped answering" in w and fake.url in w for w in warnings)
 
@@ -279,7 +307,7 @@ def test_cli_judge_end_to_end(tmp_path):
         printed = cli(str(folder), "--judge", fake.url, "--judge-engine", "koboldcpp", "--json")
     assert report.returncode == 0 and printed.returncode == 0, report.stderr + printed.stderr
     assert report.stderr == ""
-    assert all(body["grammar"] == judge.GRAMMAR for body in fake.requests)
+    assert all(body["grammar"] == reply.GRAMMAR for body in fake.requests)
     written = json.loads((folder / "analysis.json").read_text())
     assert json.loads(printed.stdout) == written
     markup = next(c for c in written["conversations"] if c["file"] == "parrot_markup_1.jsonl")

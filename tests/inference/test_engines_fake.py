@@ -125,3 +125,31 @@ def test_unreachable_server_names_url_and_role():
         connect("http://127.0.0.1:9", "auto", role="user")
     msg = str(err.value)
     assert "user server http://127.0.0.1:9" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("kind", ["openai", "koboldcpp"])
+def test_a_slot_is_not_sent_where_the_engine_cannot_pin_one(kind):
+    with FakeServer(kind, ["ok\n"]) as fake:
+        engine = connect(fake.url, kind)
+        assert not engine.pins_slots
+        assert engine.stream("p", {"temperature": 0.5}, 8, STOP, slot=3).text() == "ok"
+        assert engine.stream("p", {"temperature": 0.5}, 8, STOP).text() == "ok"
+        pinned, free = fake.requests
+    assert "id_slot" not in pinned
+    pinned.pop("genkey", None)
+    free.pop("genkey", None)
+    assert pinned == free and list(pinned) == list(free)
+
+
+def test_nothing_is_sent_until_the_stream_is_read():
+    with FakeServer("openai", ["ok\n"]) as fake:
+        stream = connect(fake.url).stream("p", {}, 8, STOP)
+        assert fake.requests == []
+        assert stream.text() == "ok" and len(fake.requests) == 1
+
+
+def test_openai_stream_without_done_or_finish_names_both():
+    # the connection drops after the first chunk: neither a finish_reason nor [DONE] came
+    with FakeServer("openai", ["one two three\n"], die_after={0: 1}) as fake, \
+            pytest.raises(ConnectionLost, match=r"without a finish_reason or \[DONE\]$"):
+        connect(fake.url).stream("p", {}, 50, STOP).text()

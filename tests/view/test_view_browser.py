@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from broken_record.view import frames as compare
+from broken_record.analysis.outputs import write_analysis
+from broken_record.runs.layout import ANALYSIS_FILE
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_RUNS = ROOT / "tests" / "fixtures" / "runs"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,7 +45,7 @@ def runs(tmp_path_factory) -> list[str]:
     folders = []
     for name in ("run_a", "run_b"):
         shutil.copytree(FIXTURE_RUNS / name, base / name)
-        compare.analyse_folder(base / name)
+        write_analysis(base / name)
         folders.append(str(base / name))
     return folders
 
@@ -121,7 +122,7 @@ def y_axis_top(chart) -> float:
 
 
 def conversation_counts(runs: list[str]) -> dict[str, int]:
-    return {Path(f).name: len(json.loads((Path(f) / compare.ANALYSIS_FILE).read_text())["conversations"])
+    return {Path(f).name: len(json.loads((Path(f) / ANALYSIS_FILE).read_text())["conversations"])
             for f in runs}
 
 

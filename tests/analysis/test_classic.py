@@ -24,7 +24,7 @@ from broken_record.analysis.classic import (
     mine_reference,
 )
 
-TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
+TESTDATA = Path(__file__).resolve().parents[1] / "fixtures" / "testdata"
 EXPECTED = json.loads((TESTDATA / "expected_classic.json").read_text())
 MINERS = [mine_reference, mine_numpy, mine_compiled]
 FAST = [mine_numpy, mine_compiled]
@@ -262,6 +262,6 @@ def test_numpy_takes_over_without_numba():
             "assert classic.fast_miner() is classic.mine_numpy\n"
             "print(classic.mine_fast('a b c d e f a b c d e f x'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).parent.parent, timeout=120)
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(mine_reference("a b c d e f a b c d e f x"))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from broken_record.analysis import classic, metrics
 from broken_record.runs.reader import read_log
 
-TESTDATA = Path(__file__).parent / "fixtures" / "testdata"
+TESTDATA = Path(__file__).resolve().parents[1] / "fixtures" / "testdata"
 
 
 def test_tokens():

@@ -3,6 +3,8 @@
 import pytest
 import requests
 
+from broken_record.conversation.config import parse_config
+from broken_record.conversation.roles import open_role
 from broken_record.inference import ContextOverflow, connect, detect
 from broken_record.inference.templates import builtin
 
@@ -105,3 +107,57 @@ def test_n_cache_reuse_reuses_a_sliding_window(llama_server):
     plain = cached_over_window("You are Theo, shy and kind. Plain run.", {"temperature": 0.0, "seed": 1})
     reused = cached_over_window("You are Theo, shy and kind. Reuse run.", sampler)
     assert reused > 2 * plain
+
+
+def recording(engine):
+    """The bodies `engine` posts, in order."""
+    sent = []
+    post = engine._post_stream
+
+    def record(path, body):
+        sent.append(body)
+        return post(path, body)
+    engine._post_stream = record
+    return sent
+
+
+def test_a_slot_is_sent_as_id_slot_only_when_given(llama_server):
+    engine = connect(llama_server.url, "llama-server")
+    assert engine.pins_slots
+    sent = recording(engine)
+    # a prompt no other test sends, so that no slot holds it yet
+    prompt = builtin("chatml").render([{"role": "user", "content": "Pinned: the lighthouse keeper's 9 cats."}])
+    first = engine.stream(prompt, {"temperature": 0.0}, 2, ["\n"], slot=0)
+    first.text()
+    other = engine.stream(prompt, {"temperature": 0.0}, 2, ["\n"], slot=1)
+    other.text()
+    again = engine.stream(prompt, {"temperature": 0.0}, 2, ["\n"], slot=0)
+    again.text()
+    engine.stream(prompt, {"temperature": 0.0}, 2, ["\n"]).text()
+    assert [body.get("id_slot") for body in sent] == [0, 1, 0, None]
+    assert "id_slot" not in sent[3]
+    assert {k: v for k, v in sent[0].items() if k != "id_slot"} == sent[3]
+    # the server kept to the slots: slot 1 had to compute the prompt that slot 0 held
+    assert again.result.cached_tokens >= again.result.prompt_tokens - 2
+    assert other.result.cached_tokens < again.result.cached_tokens
+
+
+def test_openai_adapter_does_not_pin_a_slot_even_on_llama_server(llama_server):
+    engine = connect(llama_server.url, "openai")
+    assert engine.info.extra.get("backend") == "llama-server" and not engine.pins_slots
+    sent = recording(engine)
+    engine.stream(PROMPT, {"temperature": 0.0}, 2, ["\n"], slot=1).text()
+    engine.stream(PROMPT, {"temperature": 0.0}, 2, ["\n"]).text()
+    assert "id_slot" not in sent[0] and sent[0] == sent[1]
+
+
+@pytest.mark.parametrize("engine, kept", [("llama-server", 1), ("openai", None)])
+def test_open_role_keeps_a_slot_where_the_engine_pins_one(llama_server, engine, kept):
+    cfg = parse_config({"conversation": [{"role": "user", "content": "Hi"}], "agent_prefix": "Juno:",
+                        "api_url": llama_server.url, "engine": engine, "sampler": {"temperature": 0.5}})
+    role = open_role(cfg.assistant, llama_server.url, cfg, slot=1)
+    assert role.slot == kept and "id_slot" not in role.params
+    # the run log's header records the slot with the sampler settings, as it always has
+    expected = {"temperature": 0.5} if kept is None else {"temperature": 0.5, "id_slot": 1}
+    assert role.describe()["sampler"] == expected
+    assert open_role(cfg.assistant, llama_server.url, cfg).slot is None
