@@ -24,12 +24,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from broken_record.cli import guarded
+
 USAGE = ("usage: python analyze.py <folder> [<folder> ...] [--json] [-j N] "
          "[--judge URL|embedded [--judge-engine E] [--judge-lines N]]")
 JUDGE_ENGINES = ("auto", "llama-server", "openai", "koboldcpp")
 
 
 def main(argv: list[str] | None = None) -> int:
+    return guarded("analyze.py", lambda: _analyze(argv))
+
+
+def _analyze(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print(USAGE, file=sys.stderr)
@@ -110,8 +116,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("analyze.py: interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(main())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from broken_record.cli import guarded
 from broken_record.conversation.batch import Batch
 from broken_record.conversation.config import load_config
 from broken_record.conversation.pool import ServerPool
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     install_signal_handlers()
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
+
+    def session() -> int:
         if args.resume:
             folder = Path(args.resume)
             if not (folder / layout.CONFIG_FILE).is_file():
@@ -76,12 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 batch.warn(w)
             pools = ServerPool.for_roles(urls, batch.warn)
             return batch.generate(pools)
-    except ParrotError as err:
-        print(f"parrot.sh: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("parrot.sh: interrupted", file=sys.stderr)
-        return 130
+
+    return guarded("parrot.sh", session)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from broken_record.cli import INTERRUPTED, guarded
 from broken_record.conversation.config import load_config
 from broken_record.conversation.display import Display
 from broken_record.conversation.single import converse
-from broken_record.errors import ParrotError
 from broken_record.inference.embedded import install_signal_handlers
 
 
@@ -31,21 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     install_signal_handlers()
     display = Display(quiet=args.quiet)
-    try:
+
+    def one_conversation() -> int:
         config = load_config(args.config)
         outcome, log = converse(config, args.out, args.name, display, human=args.human)
-    except ParrotError as err:
-        print(f"parrot.py: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("parrot.py: interrupted", file=sys.stderr)
-        return 130
-    display.note(f"{outcome.end_reason}: {outcome.total_tokens} tokens, {outcome.turns} turns"
-                 f"{' (' + outcome.detail + ')' if outcome.detail else ''}; logs: {log.log_path}, "
-                 f"{log.jsonl_path}")
-    if outcome.end_reason == "interrupted":
-        return 130
-    return 1 if outcome.end_reason == "error" else 0
+        display.note(f"{outcome.end_reason}: {outcome.total_tokens} tokens, {outcome.turns} turns"
+                     f"{' (' + outcome.detail + ')' if outcome.detail else ''}; logs: {log.log_path}, "
+                     f"{log.jsonl_path}")
+        if outcome.end_reason == "interrupted":
+            return INTERRUPTED
+        return 1 if outcome.end_reason == "error" else 0
+
+    return guarded("parrot.py", one_conversation)
 
 
 if __name__ == "__main__":
