@@ -4,6 +4,7 @@ import io
 import json
 import signal
 import subprocess
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -191,8 +192,8 @@ def test_a_parallel_conversation_keeps_to_its_own_slots(tmp_path):
 
 
 def fake_batch(tmp_path, fake_url, target, jobs, **overrides):
-    cfg = load_config(config(tmp_path, api_url=fake_url, template="chatml", total_tokens=30, turn_max_tokens=10,
-                             **overrides))
+    cfg = load_config(config(tmp_path, **{"api_url": fake_url, "template": "chatml", "total_tokens": 30,
+                                          "turn_max_tokens": 10, **overrides}))
     folder = tmp_path / "parrot_20261122_101500"
     folder.mkdir(exist_ok=True)
     out = io.StringIO()
@@ -253,3 +254,25 @@ def test_no_server_answering_fails_the_conversations_and_the_session(tmp_path):
     assert list(entry) == ["stem", "started", "outcome", "ended", "detail"]
     assert "assistant server http://127.0.0.1:9 taken out of rotation" in out.getvalue()
     assert "[parrot.sh] done: 0 completed, 1 failed, 0 interrupted" in out.getvalue()
+
+
+def test_ctrl_c_closes_the_conversation_and_the_session(tmp_path):
+    with FakeServer("openai", ["Juno says hello there\n", "Theo nods\n"]) as fake:
+        batch, folder, out = fake_batch(tmp_path, fake.url, target=2, jobs=1, total_tokens=10**7)
+        pools = ServerPool.for_roles(ServerURLs({"assistant": [fake.url], "user": [fake.url]}), batch.warn)
+        timer = threading.Timer(1.5, signal.raise_signal, (signal.SIGINT,))   # Ctrl-C mid-conversation
+        timer.start()
+        try:
+            assert batch.generate(pools) == 130
+        finally:
+            timer.cancel()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (entry,) = manifest["conversations"]
+    assert entry["outcome"] == "interrupted" and entry["end_reason"] == "interrupted"
+    (session,) = manifest["sessions"]
+    assert session["summary"] == {"complete": 0, "failed": 0, "interrupted": 1, "tokens": batch.tokens,
+                                  "wall_seconds": session["summary"]["wall_seconds"]}
+    assert "ended" in session and manifest["complete_conversations"] == 0
+    (footer,) = footers(folder).values()
+    assert footer["end_reason"] == "interrupted" and footer["complete"] is False
+    assert "[parrot.sh] done: 0 completed, 0 failed, 1 interrupted" in out.getvalue()
