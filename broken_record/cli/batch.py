@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from broken_record.cli import guarded
 from broken_record.conversation.batch import Batch
@@ -24,11 +26,14 @@ from broken_record.conversation.config import load_config
 from broken_record.conversation.pool import ServerPool
 from broken_record.conversation.roles import embedded_servers
 from broken_record.errors import ParrotError
+from broken_record.inference import connect
 from broken_record.inference.embedded import install_signal_handlers
 from broken_record.runs import layout
+from broken_record.runs.reader import complete_in
 
-USAGE = "usage: ./parrot.sh <number_of_iterations> <path/config.json> [-j K]\n" \
-        "       ./parrot.sh <number_of_iterations> --resume <parrot_YYYYmmdd_HHMMSS>"
+# argparse puts "usage: " before it
+USAGE = "./parrot.sh <number_of_iterations> <path/config.json> [-j K] [--out DIR]\n" \
+        "       ./parrot.sh <number_of_iterations> --resume <parrot_YYYYmmdd_HHMMSS> [-j K]"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,26 +62,40 @@ def main(argv: list[str] | None = None) -> int:
 
     def session() -> int:
         if args.resume:
-            folder = Path(args.resume)
-            if not (folder / layout.CONFIG_FILE).is_file():
-                raise ParrotError(f"{folder}: not a run folder (no config.json): give a folder "
+            resumed = Path(args.resume)
+            if not (resumed / layout.CONFIG_FILE).is_file():
+                raise ParrotError(f"{resumed}: not a run folder (no config.json): give a folder "
                                   f"made by parrot.sh")
-            config = load_config(folder / layout.CONFIG_FILE)
+            config = load_config(resumed / layout.CONFIG_FILE)
+            complete = len(complete_in(resumed))
+            if complete >= args.iterations:
+                console.print(f"[parrot.sh] {resumed} already holds {complete} complete conversations",
+                              markup=False)
+                return 0
+            folder: Path | None = resumed
         else:
             config = load_config(args.config)
-            folder = layout.new_run_folder(args.out)
-            shutil.copyfile(args.config, folder / layout.CONFIG_FILE)
-        batch = Batch(config, folder, args.iterations, args.jobs, console,
-                      display_text=args.jobs == 1)
-        if batch.complete >= args.iterations:
-            batch.say(f"[parrot.sh] {folder} already holds {batch.complete} complete conversations")
-            return 0
-        batch.say(f"[parrot.sh] run folder {folder}")
+            parent = layout.output_folder(args.out)   # checked before any server starts
+            folder = None
+
+        def warn(text: str) -> None:
+            console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, highlight=False)
+
         # per-slot context must hold a whole conversation; one slot per parallel conversation
         with embedded_servers(config, slots=args.jobs) as urls:
             for w in urls.warnings:
-                batch.warn(w)
-            pools = ServerPool.for_roles(urls, batch.warn)
+                warn(w)
+            pools = ServerPool.for_roles(urls, warn)
+            # every role has a server that answers before the run folder is made
+            for rc in (config.assistant, config.user):
+                pools[rc.name].check(partial(connect, kind=rc.engine, role=rc.name, timeout=config.timeout,
+                                             api_model=rc.api_model))
+            if folder is None:
+                folder = layout.new_run_folder(parent)
+                shutil.copyfile(args.config, folder / layout.CONFIG_FILE)
+            batch = Batch(config, folder, args.iterations, args.jobs, console,
+                          display_text=args.jobs == 1)
+            batch.say(f"[parrot.sh] run folder {folder}")
             return batch.generate(pools)
 
     return guarded("parrot.sh", session)

@@ -13,6 +13,7 @@ from broken_record.conversation.config import load_config
 from broken_record.conversation.display import Display
 from broken_record.conversation.single import converse
 from broken_record.inference.embedded import install_signal_handlers
+from broken_record.runs import layout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def one_conversation() -> int:
         config = load_config(args.config)
-        outcome, log = converse(config, args.out, args.name, display, human=args.human)
+        # where the logs go is checked before any server starts
+        out = layout.output_folder(args.out)
+        if args.name is not None:
+            layout.check_stem(args.name, out)
+        outcome, log = converse(config, out, args.name, display, human=args.human)
         display.note(f"{outcome.end_reason}: {outcome.total_tokens} tokens, {outcome.turns} turns"
                      f"{' (' + outcome.detail + ')' if outcome.detail else ''}; logs: {log.log_path}, "
                      f"{log.jsonl_path}")

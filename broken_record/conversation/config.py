@@ -181,14 +181,30 @@ def template_from_tokenizer(name: str | None) -> str | None:
 BUILTIN_NAMES = ("server", *templates.BUILTIN)  # "server", "chatml", "llama3", ...
 
 
+def decode_utf8(data: bytes, path: str | Path, fix: str) -> str:
+    """``data`` as UTF-8 text, a leading byte-order mark (Notepad's) dropped.
+
+    Any other encoding is a ``ConfigError`` naming the file, the first bad
+    byte and its line: ``config.json: not UTF-8 text (byte 0xe9 at line 3): save it as UTF-8``.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ConfigError(path, [f"not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}): {fix}"])
+
+
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(path, ["file not found (give the path of a config JSON file)"])
+    except IsADirectoryError:
+        raise ConfigError(path, ["is a folder, not a config file (give the path of a config JSON file)"])
     except OSError as err:
         raise ConfigError(path, [f"cannot read: {err.strerror}"])
+    text = decode_utf8(data, path, "save it as UTF-8")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 
 from broken_record.conversation.roles import ServerURLs
+from broken_record.errors import ParrotError, ServerError
 
 
 class ServerPool:
@@ -57,6 +58,21 @@ class ServerPool:
     def for_roles(cls, urls: ServerURLs, warn: Callable[[str], None]) -> dict[str, ServerPool]:
         """One pool per role, from ``embedded_servers``' URLs, slot layout and notes."""
         return {name: cls(name, u, warn, urls.slots.get(name), urls.notes) for name, u in urls.items()}
+
+    def check(self, probe: Callable[[str], object]) -> None:
+        """Probe every server once (``probe(url)`` raises ``ParrotError`` for one that does not
+        answer): those that fail leave the rotation; none answering is a ``ServerError``."""
+        failures: dict[str, str] = {}
+        for url in self.urls:
+            try:
+                probe(url)
+            except ParrotError as err:
+                failures[url] = str(err).splitlines()[0]
+        if len(failures) == len(self.urls):
+            raise ServerError(next(iter(failures.values())) if len(failures) == 1 else
+                              f"no {self.role} server answers: " + "; ".join(failures.values()))
+        for url, why in failures.items():
+            self.mark_down(url, why)
 
     def mark_down(self, url: str, why: str) -> None:
         """Take ``url`` out of rotation, once, with a warning saying why and how many are left."""

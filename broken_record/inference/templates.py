@@ -104,9 +104,14 @@ def load(spec: str | None, server_template: str | None = None) -> ChatTemplate:
     if spec and spec != "server":
         path = Path(spec)
         try:
-            return ChatTemplate(path.read_text(encoding="utf-8"), str(path))
+            data = path.read_bytes()
         except OSError as err:
             raise ParrotError(f"chat template file {spec}: {err.strerror}")
+        try:
+            return ChatTemplate(data.decode("utf-8-sig"), str(path))
+        except UnicodeDecodeError as err:
+            raise ParrotError(f"chat template file {spec}: not UTF-8 text (byte 0x{data[err.start]:02x} "
+                              f"at offset {err.start}): save it as UTF-8")
     if server_template:
         return ChatTemplate(server_template, "server")
     # A server that does not publish its template (koboldcpp, most OpenAI-compatible

@@ -23,10 +23,13 @@ tool's layout, writer.py writes them and reader.py parses them):
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import datetime
 from pathlib import Path
+
+from broken_record.errors import ParrotError
 
 RUN_PREFIX = "parrot_"            # run folders and conversation stems both start with it
 LOG_SUFFIX = ".log"
@@ -69,14 +72,55 @@ def run_folder_name(when: datetime | None = None) -> str:
     return RUN_PREFIX + (when or datetime.now()).strftime("%Y%m%d_%H%M%S")
 
 
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a folder this process can write files into, made if missing.
+
+    Anything else is a ``ParrotError`` naming the option:
+    ``--out notes.txt: is a file, not a folder: give a folder (it is made if missing)``.
+    """
+    folder = Path(path)
+    fix = "give a folder you can write to (it is made if missing)"
+    if folder.exists() and not folder.is_dir():
+        raise ParrotError(f"{option} {path}: is a file, not a folder: {fix}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ParrotError(f"{option} {path}: cannot make the folder ({err.strerror}): {fix}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ParrotError(f"{option} {path}: the folder is not writable: {fix}")
+    return folder
+
+
+def check_stem(stem: str, folder: str | Path, option: str = "--name") -> str:
+    """``stem`` as the file name stem of a new conversation in ``folder``.
+
+    A stem is a plain file name (no folder part) whose .log and .jsonl do not
+    exist yet: a conversation never overwrites another's logs.
+    """
+    if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
+        raise ParrotError(f"{option} {stem!r}: must be a plain file name without a folder part "
+                          f"(use --out for the folder)")
+    for suffix in LOG_SUFFIXES:
+        existing = Path(folder) / f"{stem}{suffix}"
+        if existing.exists():
+            raise ParrotError(f"{option} {stem}: {existing} already exists: choose another name "
+                              f"(logs are never overwritten)")
+    return stem
+
+
 def new_run_folder(parent: str | Path) -> Path:
-    """Make a run folder named for now under ``parent``; waits a second rather than reuse a name."""
+    """Make a run folder named for now under ``parent`` (``output_folder``); waits a second
+    rather than reuse a name."""
+    output_folder(parent)
     while True:
         folder = Path(parent) / run_folder_name()
-        if not folder.exists():
-            folder.mkdir(parents=True)
+        try:
+            folder.mkdir()
             return folder
-        time.sleep(1)
+        except FileExistsError:
+            time.sleep(1)
+        except OSError as err:
+            raise ParrotError(f"--out {parent}: cannot make the run folder {folder} ({err.strerror})")
 
 
 def conversation_stem() -> str:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from broken_record.errors import ParrotError
 from broken_record.runs import layout
 from broken_record.runs.schema import JSONL_VERSION, Footer, FooterLine, Header, HeaderLine, Message, MessageLine
 
@@ -48,8 +49,17 @@ class ConversationLog:
         self.stem = stem or layout.conversation_stem()
         self.log_path = self.directory / f"{self.stem}{layout.LOG_SUFFIX}"
         self.jsonl_path = self.directory / f"{self.stem}{layout.JSONL_SUFFIX}"
-        self._log = open(self.log_path, "w", encoding="utf-8")
-        self._jsonl = open(self.jsonl_path, "w", encoding="utf-8")
+        # "x": a log is never overwritten (layout.check_stem says so before anything starts)
+        try:
+            self._log = open(self.log_path, "x", encoding="utf-8")
+        except FileExistsError:
+            raise ParrotError(f"{self.log_path} already exists: choose another name (logs are never overwritten)")
+        try:
+            self._jsonl = open(self.jsonl_path, "x", encoding="utf-8")
+        except FileExistsError:
+            self._log.close()
+            self.log_path.unlink()
+            raise ParrotError(f"{self.jsonl_path} already exists: choose another name (logs are never overwritten)")
         self.messages: list[Message] = []
         self.closed = False
         self._log.write("\n")

@@ -140,3 +140,49 @@ def test_a_capped_context_is_said_and_logged(tmp_path):
     assert header["assistant"]["n_ctx"] == 8192
     assert header["assistant"]["server_notes"][0].startswith("assistant llama-server: the model was trained on 8192")
     assert header["user"]["server_notes"] == []
+
+
+def _bad_out_cases(tmp_path):
+    afile = tmp_path / "a_file.txt"
+    afile.write_text("x")
+    return [(["--out", str(afile)], f"--out {afile}: is a file, not a folder"),
+            (["--out", "/proc/nope"], "--out /proc/nope: cannot make the folder"),
+            (["--out", str(afile / "sub")], f"--out {afile / 'sub'}: cannot make the folder"),
+            (["--name", "sub/dir/x"], "--name 'sub/dir/x': must be a plain file name"),
+            (["--name", ".."], "--name '..': must be a plain file name")]
+
+
+def test_a_bad_out_or_name_is_one_line_before_any_server_starts(tmp_path):
+    # the config names a server that is not there: reaching it would be a different error
+    cfg = write_config(tmp_path, api_url="http://127.0.0.1:9")
+    for args, message in _bad_out_cases(tmp_path):
+        r = subprocess.run(PARROT + [str(cfg), *args], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, (args, r.stderr)
+
+
+def test_a_reused_name_never_overwrites_a_log(tmp_path):
+    cfg = write_config(tmp_path, api_url="http://127.0.0.1:9")
+    out = tmp_path / "out"
+    out.mkdir()
+    for suffix in (".log", ".jsonl"):
+        (out / f"conv{suffix}").write_text("earlier conversation\n")
+        r = subprocess.run(PARROT + [str(cfg), "--out", str(out), "--name", "conv"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2
+        assert r.stderr.strip() == (f"parrot.py: --name conv: {out / ('conv' + suffix)} already exists: "
+                                    f"choose another name (logs are never overwritten)")
+        assert (out / f"conv{suffix}").read_text() == "earlier conversation\n"
+        (out / f"conv{suffix}").unlink()
+
+
+def test_the_log_writer_refuses_an_existing_file(tmp_path):
+    import pytest
+
+    from broken_record.errors import ParrotError
+    from broken_record.runs.writer import ConversationLog
+    (tmp_path / "c.jsonl").write_text("keep me\n")
+    with pytest.raises(ParrotError, match=r"c\.jsonl already exists"):
+        ConversationLog(tmp_path, "c")
+    assert (tmp_path / "c.jsonl").read_text() == "keep me\n" and not (tmp_path / "c.log").exists()

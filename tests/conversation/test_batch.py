@@ -276,3 +276,31 @@ def test_ctrl_c_closes_the_conversation_and_the_session(tmp_path):
     (footer,) = footers(folder).values()
     assert footer["end_reason"] == "interrupted" and footer["complete"] is False
     assert "[parrot.sh] done: 0 completed, 0 failed, 1 interrupted" in out.getvalue()
+
+
+def test_help_prints_the_usage_once(tmp_path):
+    r = subprocess.run([PARROT_SH, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    assert r.stdout.startswith("usage: ./parrot.sh <number_of_iterations>") and "usage: usage:" not in r.stdout
+
+
+@pytest.mark.parametrize("out, message", [
+    ("a_file.txt", "--out a_file.txt: is a file, not a folder"),
+    ("/proc/nope", "--out /proc/nope: cannot make the folder"),
+])
+def test_a_bad_out_is_one_line_before_any_server_starts(tmp_path, out, message):
+    (tmp_path / "a_file.txt").write_text("x")
+    before = pids_of_llama_servers()
+    r = subprocess.run([PARROT_SH, "2", str(config(tmp_path)), "--out", out], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+    assert pids_of_llama_servers() <= before
+
+
+def test_an_unreachable_server_is_exit_2_and_leaves_no_run_folder(tmp_path):
+    r = subprocess.run([PARROT_SH, "2", str(config(tmp_path, api_url="http://127.0.0.1:9"))], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("parrot.sh: assistant server http://127.0.0.1:9 is unreachable: start it, fix "
+                                "api_url/user_api_url, or remove the key to use the embedded llama-server")
+    assert not any(p.name.startswith("parrot_") for p in tmp_path.iterdir())

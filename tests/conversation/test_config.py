@@ -110,3 +110,33 @@ def test_rope_scaling_is_yarn_linear_or_null():
     assert parse_config(BASE, "c.json").rope_scaling is None
     assert problems({**BASE, "rope_scaling": "ntk"}) == [
         'rope_scaling: must be null or one of yarn (got "ntk")']
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    # Notepad saves UTF-8 with a BOM by default
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "config.json").read_bytes())
+    assert load_config(path).agent_prefix == "Juno:"
+
+
+@pytest.mark.parametrize("encode", ["latin-1", "utf-16"])
+def test_a_config_in_another_encoding_is_one_line_naming_the_file(tmp_path, encode):
+    path = tmp_path / "other.json"
+    text = (ROOT / "config.json").read_text().replace("Juno", "Jün")
+    path.write_bytes(text.encode(encode))
+    r = subprocess.run([sys.executable, str(ROOT / "parrot.py"), str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"parrot.py: {path}: not UTF-8 text (byte 0x"), r.stderr
+    assert r.stderr.strip().endswith("save it as UTF-8") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_template_file_in_another_encoding_is_one_line(tmp_path):
+    from broken_record.errors import ParrotError
+    from broken_record.inference import templates
+    path = tmp_path / "t.jinja"
+    path.write_bytes("{{ 'é' }}".encode("latin-1"))
+    with pytest.raises(ParrotError, match=r"t.jinja: not UTF-8 text \(byte 0xe9 at offset 4\): save it as UTF-8"):
+        templates.load(str(path))
+    path.write_bytes(b"\xef\xbb\xbf{{ 'x' }}")
+    assert templates.load(str(path)).source == "{{ 'x' }}"
