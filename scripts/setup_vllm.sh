@@ -109,7 +109,7 @@ until curl -fsS "$base/v1/models" >/dev/null 2>&1; do
     [ $(( $(date +%s) - t0 )) -lt "$CHECK_TIMEOUT" ] || die "the vLLM server did not answer /v1/models within $CHECK_TIMEOUT s (see $log)"
     sleep 2
 done
-took "first start-up (to /v1/models)" "$t0"
+took "server start-up (to /v1/models)" "$t0"
 reply=$(curl -fsS "$base/v1/completions" -H 'Content-Type: application/json' \
     -d "{\"model\": \"$ROOT/$MODEL\", \"prompt\": \"The capital of France is\", \"max_tokens\": 4, \"temperature\": 0}") \
     || die "the tiny completion failed (see $log)"

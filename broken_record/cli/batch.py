@@ -14,19 +14,17 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from functools import partial
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
 from broken_record.cli import guarded
-from broken_record.conversation.batch import Batch
+from broken_record.conversation.batch import Batch, check_servers
 from broken_record.conversation.config import load_config
 from broken_record.conversation.pool import ServerPool
 from broken_record.conversation.roles import embedded_servers
 from broken_record.errors import ParrotError
-from broken_record.inference import connect
 from broken_record.inference.embedded import install_signal_handlers
 from broken_record.runs import layout
 from broken_record.runs.reader import complete_in
@@ -86,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             for w in urls.warnings:
                 warn(w)
             pools = ServerPool.for_roles(urls, warn)
-            # every role has a server that answers before the run folder is made
-            for rc in (config.assistant, config.user):
-                pools[rc.name].check(partial(connect, kind=rc.engine, role=rc.name, timeout=config.timeout,
-                                             api_model=rc.api_model))
+            check_servers(config, pools)     # before the run folder is made
             if folder is None:
                 folder = layout.new_run_folder(parent)
                 shutil.copyfile(args.config, folder / layout.CONFIG_FILE)

@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
                     "With no api_url in the config, llama-server is started with the bundled model.")
     ap.add_argument("config", nargs="?", default="config.json", help="config file (default: config.json)")
     ap.add_argument("--out", default=".", metavar="DIR", help="folder for the two logs (default: .)")
-    ap.add_argument("--name", metavar="STEM", help="file name stem (default: parrot_<date_time_ns>)")
+    ap.add_argument("--name", metavar="STEM", help="file name stem (default: parrot_<date_time_ns>); an existing log is never overwritten")
     ap.add_argument("--human", action="store_true",
                     help="type the user character's lines yourself; an empty line lets the user model speak")
-    ap.add_argument("--quiet", action="store_true", help="do not stream the conversation to stdout")
+    ap.add_argument("--quiet", action="store_true", help="do not stream the conversation to stdout (warnings and the outcome still go to stderr)")
     args = ap.parse_args(argv)
     install_signal_handlers()
     display = Display(quiet=args.quiet)
@@ -40,12 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.name is not None:
             layout.check_stem(args.name, out)
         outcome, log = converse(config, out, args.name, display, human=args.human)
-        display.note(f"{outcome.end_reason}: {outcome.total_tokens} tokens, {outcome.turns} turns"
-                     f"{' (' + outcome.detail + ')' if outcome.detail else ''}; logs: {log.log_path}, "
-                     f"{log.jsonl_path}")
+        display.note(f"{outcome.summary()}; logs: {log.log_path}, {log.jsonl_path}")
         if outcome.end_reason == "interrupted":
             return INTERRUPTED
-        return 1 if outcome.end_reason == "error" else 0
+        return 0 if outcome.complete else 1
 
     return guarded("parrot.py", one_conversation)
 

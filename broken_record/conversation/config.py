@@ -20,8 +20,25 @@ from broken_record.inference.samplers import SAMPLERS, canonical
 
 ENGINES = ("auto", *ADAPTERS)  # "llama-server", "openai", "koboldcpp"
 ROLES = ("system", "user", "assistant")
-ROPE_SCALING = ("yarn",)  # llama-server caps at the trained context unless it is YaRN-stretched
+ROPE_SCALING = ("yarn",)
+SEED_RANGE = 2 ** 31  # seeds below it mean the same on every engine (llama-server reads -1 as "random")  # llama-server caps at the trained context unless it is YaRN-stretched
 # Sampler settings, their types and aliases: inference/samplers.py (check_sampler).
+
+
+def conversation_seed(base: int, number: int) -> int:
+    """The seed of a batch's conversation ``number`` (0, 1, ...) from a role's base seed.
+
+    ``conversation_seed(42, 0)`` -> 42, ``conversation_seed(42, 2)`` -> 44: a batch with
+    a fixed seed is reproducible and its conversations differ; conversation 2 is
+    reproduced alone by ``parrot.py`` with seed 44.
+    """
+    return (base + number) % SEED_RANGE
+
+
+def pick_seed() -> int:
+    """A random seed for a run whose config fixes none: used, and recorded, so it can be repeated."""
+    import secrets
+    return secrets.randbelow(SEED_RANGE)
 
 
 def _num(v: Any) -> TypeGuard[int | float]:
@@ -41,6 +58,12 @@ class RoleConfig:
     model: str | None              # GGUF path for the embedded server
     api_model: str | None          # model id for OpenAI-compatible servers
     context: int                   # per-slot context of the embedded server
+
+    @property
+    def seed(self) -> int | None:
+        """The role's configured seed (``sampler.seed``, or the top-level ``seed``); None: none fixed."""
+        seed = self.sampler.get("seed")
+        return seed if isinstance(seed, int) and seed >= 0 else None
 
 
 @dataclass
@@ -252,7 +275,7 @@ def parse_config(raw: Any, path: str | Path = "<config>") -> Config:
             problems.append(f"{key}: must be at least {low} (got {val})")
     if v["initial_tokens"] < 0:
         problems.append(f"initial_tokens: must not be negative (got {v['initial_tokens']})")
-    if v["turn_max_tokens"] > v["total_tokens"]:
+    if v["total_tokens"] >= 1 and v["turn_max_tokens"] > v["total_tokens"]:   # else said above
         problems.append(f"turn_max_tokens: {v['turn_max_tokens']} is larger than "
                         f"total_tokens ({v['total_tokens']})")
     for key in ("timeout", "startup_timeout"):

@@ -22,6 +22,7 @@ from typing import cast
 from broken_record.conversation.config import Config
 from broken_record.conversation.display import Display
 from broken_record.conversation.roles import Role
+from broken_record.errors import ConfigError, ParrotError
 from broken_record.inference import Completion, ContextOverflow, EngineError
 from broken_record.inference.templates import swap_roles
 from broken_record.runs.schema import EndReason, Footer, Header, Message, RoleInfo
@@ -34,16 +35,62 @@ class ContextFull(Exception):
 
 @dataclass
 class Outcome:
-    """How a conversation ended: the footer's end_reason, token total and message count."""
+    """How a conversation ended: the footer's end_reason, token total and message count
+    (``turns``: every message, the config's included, as the original's logs count them),
+    and how many of them were generated."""
 
     end_reason: EndReason
     total_tokens: int
     turns: int
     detail: str = ""
+    generated: int = 0
 
     @property
     def complete(self) -> bool:
-        return self.end_reason in ("total_tokens", "context_full")
+        """Ran to its budget or a full context, having generated something."""
+        return self.end_reason in ("total_tokens", "context_full") and self.generated > 0
+
+    def summary(self) -> str:
+        """``"total_tokens: 512 tokens, 8 turns generated (11 messages)"``, then the detail."""
+        return (f"{self.end_reason}: {self.total_tokens} tokens, {self.generated} turns generated "
+                f"({self.turns} messages){' (' + self.detail + ')' if self.detail else ''}")
+
+
+def opening_messages(config: Config) -> list[Message]:
+    """The config's messages as the conversation's first records (``"source": "config"``)."""
+    out: list[Message] = []
+    for m in config.conversation:
+        prefix = config.agent_prefix if m["role"] == "assistant" else (
+            config.user_prefix if m["role"] == "user" else "")
+        generated = m["content"][len(prefix):] if prefix and m["content"].startswith(prefix) \
+            else m["content"]
+        out.append({"index": len(out), "role": m["role"], "text": m["content"],
+                    "prefix": prefix, "generated": generated, "source": "config",
+                    "tokens_before": config.initial_tokens})
+    return out
+
+
+def check_opening(config: Config, assistant: Role, user: Role) -> None:
+    """Before any log exists: both roles' templates render the opening messages, and each
+    first prompt plus a turn of ``turn_max_tokens`` fits its context.
+
+    A template that fails is a ``ParrotError`` naming it; a turn that cannot fit is a
+    ``ConfigError`` naming ``turn_max_tokens`` and the context.
+    """
+    messages = opening_messages(config)
+    problems = []
+    for role in (assistant, user):
+        prompt = (assistant_prompt(role, messages) if role.name == "assistant"
+                  else user_prompt(role, messages, config.user_system, config.user_memory))
+        n_ctx = role.info.n_ctx
+        needed = role.engine.count_tokens(prompt) if n_ctx else None
+        if n_ctx and needed is not None and needed + config.turn_max_tokens > n_ctx:
+            problems.append(
+                f"turn_max_tokens: {config.turn_max_tokens} cannot fit: the {role.name}'s first prompt is "
+                f"{needed} tokens and its server ({role.info.url}) has a context of {n_ctx}; use at most "
+                f"{max(n_ctx - needed, 0)}, or a larger context")
+    if problems:
+        raise ConfigError(config.path, problems)
 
 
 def assistant_prompt(role: Role, messages: list[Message]) -> str:
@@ -79,6 +126,8 @@ class Dialogue:
                  reconnect: Callable[[str, Role], Role | None] | None = None):
         self.config = config
         self.roles = {"assistant": assistant, "user": user}
+        # every server each role ran on, in order: more than one after a failover
+        self.servers = {name: [role.info.url] for name, role in self.roles.items()}
         self.log = log
         self.display = display or Display(quiet=True)
         self.human = human
@@ -89,6 +138,7 @@ class Dialogue:
         self.total = config.initial_tokens
         self.malformed = 0
         self._settings_logged: set[str] = set()
+        self._spoken: set[str] = set()   # roles that have generated a turn
 
     def header(self) -> Header:
         """The .jsonl header: versions, the config, the prefixes, what each role runs on."""
@@ -106,21 +156,21 @@ class Dialogue:
         a full context, an error or Ctrl-C (``cancel``); the log is closed either way."""
         self.log.header(self.header())
         self.display.write("\n")
-        for m in self.config.conversation:
-            prefix = self.config.agent_prefix if m["role"] == "assistant" else (
-                self.config.user_prefix if m["role"] == "user" else "")
-            generated = m["content"][len(prefix):] if prefix and m["content"].startswith(prefix) \
-                else m["content"]
-            self._add({"index": len(self.messages), "role": m["role"], "text": m["content"],
-                       "prefix": prefix, "generated": generated, "source": "config",
-                       "tokens_before": self.total})
+        for m in opening_messages(self.config):
+            self._add(m)
         try:
             outcome = self._loop()
         except KeyboardInterrupt:
-            self.display.write("\n")
-            outcome = Outcome("interrupted", self.total, len(self.messages), "stopped by the user")
+            self.display.cut()
+            outcome = self._outcome("interrupted", "stopped by the user")
         self._close(outcome)
         return outcome
+
+    def _outcome(self, end_reason: EndReason, detail: str = "") -> Outcome:
+        generated = sum(1 for m in self.messages if m["source"] != "config")
+        if end_reason == "context_full" and not generated:
+            detail += "; nothing was generated: lower turn_max_tokens or give a larger context"
+        return Outcome(end_reason, self.total, len(self.messages), detail, generated)
 
     def _next_role(self) -> str:
         last = next((m["role"] for m in reversed(self.messages) if m["role"] != "system"), "user")
@@ -145,11 +195,11 @@ class Dialogue:
             try:
                 completion, attempts = self._turn(name)
             except ContextFull as full:
-                return Outcome("context_full", self.total, len(self.messages), str(full))
+                return self._outcome("context_full", str(full))
             except ContextOverflow as err:
-                return Outcome("context_full", self.total, len(self.messages), str(err))
+                return self._outcome("context_full", str(err))
             except EngineError as err:
-                return Outcome("error", self.total, len(self.messages), str(err))
+                return self._outcome("error", str(err))
             role = self.roles[name]     # may have failed over to another server
             tokens = completion.tokens
             if tokens is None:
@@ -166,12 +216,12 @@ class Dialogue:
                 "tokens_per_second": _round(completion.tokens_per_second),
                 "attempts": attempts, "server": role.info.url}
             if completion.settings and name not in self._settings_logged:
-                record["generation_settings"] = completion.settings
+                record["applied_settings"] = completion.settings
                 self._settings_logged.add(name)
             self.malformed += completion.malformed
             self.total += tokens
             self._add(record)
-        return Outcome("total_tokens", self.total, len(self.messages))
+        return self._outcome("total_tokens")
 
     def _human_turn(self, name: str) -> bool:
         role = self.roles[name]
@@ -210,36 +260,49 @@ class Dialogue:
                 prompt = self._prompt(role)
                 self._check_context(role, prompt)
                 self.display.write(role.prefix, role.name)
-                stream = role.engine.stream(prompt, role.params, cfg.turn_max_tokens, cfg.stop, slot=role.slot)
+                # a role's first turn reuses no cached prompt: the conversation is then the same
+                # whatever its slot held before (a conversation of an earlier session or lane)
+                stream = role.engine.stream(prompt, role.params, cfg.turn_max_tokens, cfg.stop, slot=role.slot,
+                                            fresh=name not in self._spoken)
                 for piece in stream:
                     if self.cancel is not None and self.cancel.is_set():
                         raise KeyboardInterrupt
                     self.display.write(piece, role.name)
                 self.display.write("\n")
+                self._spoken.add(name)
                 return stream.result, attempt
             except EngineError as err:
                 if stream is not None:
                     self.malformed += stream.result.malformed
-                    # end the partial line, so that what follows on stdout (a retry,
-                    # or "--- DONE ---") starts a line of its own
-                    self.display.write("\n")
+                # the partial turn is not in the log: what follows on stdout (a retry,
+                # or "--- DONE ---") starts a line of its own
+                self.display.cut()
                 if self.cancel is not None and self.cancel.is_set():
                     raise KeyboardInterrupt     # aborted from outside, not a failure
                 if not err.retryable:
                     raise
-                other = self.reconnect(role.name, role) if self.reconnect else None
-                if other is not None:
+                try:
+                    other = self.reconnect(role.name, role) if self.reconnect else None
+                except ParrotError as fatal:    # an embedded server that cannot be started again
+                    raise EngineError(str(fatal).splitlines()[0]) from None
+                if other is not None and other.info.url != role.info.url:
                     # another server of the same role takes over: the prompt is
                     # rebuilt from our own record of the conversation
                     self.display.warn(f"{role.name} server {role.info.url} failed ({err}); "
                                       f"continuing on {other.info.url}")
                     self.roles[name] = other
+                    self.servers[name].append(other.info.url)
                     continue
+                if other is not None:
+                    # the same server again (an embedded one started again after it died,
+                    # which reconnect has said): a retry, the prompt rebuilt from our record
+                    self.roles[name] = other
                 if attempt > cfg.retries:
                     raise
                 wait = cfg.retry_backoff * (2 ** (attempt - 1))
-                self.display.warn(f"{role.name} turn failed ({err}); retry {attempt} of "
-                                  f"{cfg.retries} in {wait:.1f}s")
+                if other is None:
+                    self.display.warn(f"{role.name} turn failed ({err}); retry {attempt} of "
+                                      f"{cfg.retries} in {wait:.1f}s")
                 time.sleep(wait)
 
     def abort(self) -> None:

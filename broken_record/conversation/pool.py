@@ -5,13 +5,14 @@
     pools["assistant"].mark_down(url, "stopped answering")
 
 A role names one server or several (``api_url`` as a list); parrot.sh's
-conversations share them. On servers parrot started, each lane (a running
-conversation's place, 0..K-1) has its own slot per role (``slot``).
+conversations share them. Servers parrot started serve one lane each (a
+running conversation's place, 0..K-1), each role in its own slot (``slot``).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from broken_record.conversation.roles import ServerURLs
@@ -21,26 +22,66 @@ from broken_record.errors import ParrotError, ServerError
 class ServerPool:
     """The servers of one role: handed out round-robin, dead ones taken out."""
 
+    REPROBE_SECONDS = 30.0  # a server out of rotation is asked again this often
+
     def __init__(self, role: str, urls: list[str], warn: Callable[[str], None],
                  slots: dict[str, tuple[int, int]] | None = None,
-                 notes: dict[str, list[str]] | None = None):
+                 notes: dict[str, list[str]] | None = None,
+                 revive: Callable[[str], str | None] | None = None,
+                 embedded: Callable[[str], bool] | None = None,
+                 lanes: list[str] | None = None):
         self.role = role
         self.urls = list(urls)
         self.slots = slots or {}  # url -> (first, stride) on servers parrot started (ServerURLs)
         self.notes = notes or {}  # url -> notes from starting that server
-        self.down: set[str] = set()
+        self.down: dict[str, float] = {}  # url -> when it was last found not answering
         self.warn = warn
+        self.probe: Callable[[str], object] | None = None  # set by ``check``: asks a server again
+        self._revive = revive
+        self.lanes = list(lanes or [])  # servers parrot started per lane: lane j uses lanes[j]
+        self._embedded = embedded
         self._lock = threading.Lock()
         self._next = 0
 
     def healthy(self) -> list[str]:
-        """The servers still in rotation."""
+        """The servers in rotation (a server out of it for ``REPROBE_SECONDS`` is probed again first)."""
+        self._reprobe()
         return [u for u in self.urls if u not in self.down]
 
-    def pick(self, avoid: str | None = None) -> str | None:
-        """The next server in rotation, other than ``avoid``; None when none is left."""
+    def _reprobe(self) -> None:
+        if self.probe is None:
+            return
+        now = time.monotonic()
         with self._lock:
-            live = [u for u in self.healthy() if u != avoid]
+            due = [u for u, when in self.down.items() if now - when >= self.REPROBE_SECONDS]
+            for u in due:
+                self.down[u] = now
+        for url in due:
+            try:
+                self.probe(url)
+            except ParrotError:
+                continue
+            with self._lock:
+                self.down.pop(url, None)
+            self.warn(f"{self.role} server {url} answers again: back in rotation")
+
+    def revive(self, url: str) -> str | None:
+        """An embedded server at ``url`` that died, started again: what happened; None otherwise."""
+        return self._revive(url) if self._revive is not None else None
+
+    def embedded(self, url: str) -> bool:
+        """Whether parrot started the server at ``url`` (and can start it again)."""
+        return self._embedded(url) if self._embedded is not None else False
+
+    def pick(self, avoid: str | None = None, lane: int | None = None) -> str | None:
+        """The next server in rotation, other than ``avoid`` (the lane's own on servers parrot
+        started per lane); None when none is left."""
+        self._reprobe()
+        if self.lanes and lane is not None:
+            url = self.lanes[lane % len(self.lanes)]
+            return None if url in self.down or url == avoid else url
+        with self._lock:
+            live = [u for u in self.urls if u not in self.down and u != avoid]
             if not live:
                 return None
             url = live[self._next % len(live)]
@@ -57,7 +98,8 @@ class ServerPool:
     @classmethod
     def for_roles(cls, urls: ServerURLs, warn: Callable[[str], None]) -> dict[str, ServerPool]:
         """One pool per role, from ``embedded_servers``' URLs, slot layout and notes."""
-        return {name: cls(name, u, warn, urls.slots.get(name), urls.notes) for name, u in urls.items()}
+        return {name: cls(name, u, warn, urls.slots.get(name), urls.notes, urls.revive,
+                    urls.servers.__contains__, urls.lanes.get(name)) for name, u in urls.items()}
 
     def check(self, probe: Callable[[str], object]) -> None:
         """Probe every server once (``probe(url)`` raises ``ParrotError`` for one that does not
@@ -73,12 +115,13 @@ class ServerPool:
                               f"no {self.role} server answers: " + "; ".join(failures.values()))
         for url, why in failures.items():
             self.mark_down(url, why)
+        self.probe = probe
 
     def mark_down(self, url: str, why: str) -> None:
         """Take ``url`` out of rotation, once, with a warning saying why and how many are left."""
         with self._lock:
             if url in self.down:
                 return
-            self.down.add(url)
-            left = len(self.healthy())
+            self.down[url] = time.monotonic()
+            left = len([u for u in self.urls if u not in self.down])
         self.warn(f"{self.role} server {url} taken out of rotation ({why}); {left} left")

@@ -12,10 +12,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from broken_record.conversation.config import Config
-from broken_record.conversation.dialogue import Dialogue, Outcome
+from broken_record.conversation.config import Config, pick_seed
+from broken_record.conversation.dialogue import Dialogue, Outcome, check_opening
 from broken_record.conversation.display import Display
-from broken_record.conversation.roles import embedded_servers, open_role
+from broken_record.conversation.roles import Role, embedded_servers, open_role
+from broken_record.errors import ParrotError
 from broken_record.runs.writer import ConversationLog
 
 
@@ -30,12 +31,16 @@ def human_input(prefix: str) -> str | None:
         import readline  # noqa: F401  (line editing for input())
     except ImportError:
         pass
-    sys.stderr.write(f"\n[you] {prefix}")
+    sys.stderr.write(f"\n[you] {prefix}{'' if prefix.endswith(' ') else ' '}")
     sys.stderr.flush()
     try:
         line = input()
     except EOFError:
+        sys.stderr.write("\n")
         return None
+    if not sys.stdin.isatty():
+        # nothing echoed the line and its newline: the transcript shows what was read
+        sys.stderr.write(line + "\n")
     return line.strip() or None
 
 
@@ -48,13 +53,34 @@ def converse(config: Config, out_dir: str | Path = ".", stem: str | None = None,
     user's lines (``human_input``).
     """
     display = display or Display()
+    picked = pick_seed()    # for a role whose config fixes no seed: used and recorded
     with embedded_servers(config) as urls:
-        assistant, user = (open_role(rc, urls[rc.name][0], config, urls.notes.get(urls[rc.name][0]))
+        assistant, user = (open_role(rc, urls[rc.name][0], config, urls.notes.get(urls[rc.name][0]),
+                                     seed=picked if rc.seed is None else None)
                            for rc in (config.assistant, config.user))
         for w in urls.warnings + assistant.warnings() + user.warnings():
             display.warn(w)
+        for role in (assistant, user):
+            display.note(role.settings_line())
+        check_opening(config, assistant, user)     # before the logs exist
+        seeds = {"assistant": assistant.seed, "user": user.seed}
+
+        def restart(name: str, failed: Role) -> Role | None:
+            """The embedded server of a role that died, started again; None for the user's own servers."""
+            url = failed.info.url
+            if url not in urls.servers:
+                return None
+            revived = urls.revive(url)
+            if revived:
+                display.warn(f"{revived}; the conversation carries on from its record of the turns")
+            rc = config.assistant if name == "assistant" else config.user
+            try:
+                return open_role(rc, url, config, urls.notes.get(url), seed=seeds[name])
+            except ParrotError:
+                return None
+
         log = ConversationLog(out_dir, stem)
         dialogue = Dialogue(config, assistant, user, log, display,
-                            human=human_input if human else None)
+                            human=human_input if human else None, reconnect=restart)
         outcome = dialogue.talk()
     return outcome, log

@@ -254,19 +254,22 @@ class Engine:
         return cls(f"{self.role} server {self.url}: {msg}")
 
     def stream(self, prompt: str, params: Mapping[str, Any], max_tokens: int, stop: list[str],
-               slot: int | None = None) -> Stream:
+               slot: int | None = None, fresh: bool = False) -> Stream:
         """Generate from `prompt` with `params` (this engine's names: `translate`).
 
         Nothing is sent until the stream is iterated. `slot`: the server slot to
         run the request in, so that its cached prompt stays there; only engines
         with `pins_slots` (llama-server) honour it, the others ignore it.
+        `fresh`: compute the whole prompt, reusing nothing a slot has cached
+        (llama-server), as a server that just started would: a conversation's
+        first turn then comes out the same whatever the slot held before.
         """
         result = Completion()
-        return Stream(self._generate(prompt, params, max_tokens, stop, slot, result), result)
+        return Stream(self._generate(prompt, params, max_tokens, stop, slot, fresh, result), result)
 
     # -- what each adapter supplies -------------------------------------------
     def _completion_request(self, prompt: str, params: Mapping[str, Any], max_tokens: int,
-                            stop: list[str], slot: int | None) -> tuple[str, dict[str, Any]]:
+                            stop: list[str], slot: int | None, fresh: bool) -> tuple[str, dict[str, Any]]:
         """The path and JSON body of one streamed completion request."""
         raise NotImplementedError
 
@@ -288,8 +291,8 @@ class Engine:
 
     # -- the streaming loop ---------------------------------------------------
     def _generate(self, prompt: str, params: Mapping[str, Any], max_tokens: int, stop: list[str],
-                  slot: int | None, result: Completion) -> Iterator[str]:
-        path, body = self._completion_request(prompt, params, max_tokens, stop, slot)
+                  slot: int | None, fresh: bool, result: Completion) -> Iterator[str]:
+        path, body = self._completion_request(prompt, params, max_tokens, stop, slot, fresh)
         t0 = clock()
         resp = self._post_stream(path, body)
         pieces: list[str] = []

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -30,6 +31,7 @@ import requests
 from broken_record.errors import Interrupted, ServerError
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_RESTARTS = 5  # deaths an embedded server is started again after, in one run
 _PR_SET_PDEATHSIG = 1
 _running: set[EmbeddedServer] = set()
 
@@ -84,7 +86,10 @@ def free_port() -> int:
 
 
 def port_in_use(port: int) -> bool:
+    """Whether something listens on ``port`` (connections of a stopped server waiting out
+    TIME_WAIT do not count: llama-server binds over them, as SO_REUSEADDR lets it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -123,6 +128,8 @@ class EmbeddedServer:
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+        self.restarts = 0            # times ``revive`` started it again after it died
+        self._revive_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -238,16 +245,51 @@ class EmbeddedServer:
             f"{self.name} llama-server did not become ready within {self.startup_timeout:.0f}s "
             f"at {self.url}; its last log lines:\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        _running.discard(self)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
+    def death(self) -> str | None:
+        """How the running server died (``"was killed by signal 9 (SIGKILL)"``, ``"exited with
+        code 1"``), or None while it runs (or before it started)."""
+        proc = self.proc
+        code = None if proc is None else proc.poll()
+        if code is None:
+            return None
+        if code < 0:
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "unknown"
+            return f"was killed by signal {-code} ({name})"
+        return f"exited with code {code}"
+
+    def revive(self) -> str | None:
+        """If the server died, start it again on the same port and say what happened; None if it runs.
+
+        Conversations in several threads may find it dead at once: one restarts it,
+        the others find it running. More than ``MAX_RESTARTS`` deaths is a ``ServerError``
+        (a server that keeps dying is not cured by restarting it).
+        """
+        with self._revive_lock:
+            how = self.death()
+            if how is None:
+                return None
+            tail = self.log_tail(4)
+            what = f"the embedded {self.name} llama-server {how}"
+            if self.restarts >= MAX_RESTARTS:
+                raise ServerError(f"{what} again, after {self.restarts} restarts; its last log lines:\n{tail}")
+            self.restarts += 1
+            port = self.port
+            self._cleanup()
+            self.port = port
+            try:
+                self._wait_ready(self._spawn())
+            except ServerError as err:
+                raise ServerError(f"{what}, and starting it again failed: {err}")
+            last = tail.splitlines()[-1].strip() if tail.strip() else "(no log line)"
+            return f"{what} (its last log line: {last}); started it again on {self.url} (restart {self.restarts})"
+
+    def _cleanup(self) -> None:
+        """Forget a dead process and its log file."""
+        self.proc = None
+        _running.discard(self)
         if self._log_file:
             self._log_file.close()
             try:
@@ -255,6 +297,17 @@ class EmbeddedServer:
             except OSError:
                 pass
             self._log_file = None
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._cleanup()
 
 
 def stop_all() -> None:

@@ -51,7 +51,7 @@ class KoboldCpp(Engine):
         return max(0, self.count_tokens(text) - self._bos) if text else 0
 
     def _completion_request(self, prompt: str, params: Mapping[str, Any], max_tokens: int,
-                            stop: list[str], slot: int | None) -> tuple[str, dict[str, Any]]:
+                            stop: list[str], slot: int | None, fresh: bool) -> tuple[str, dict[str, Any]]:
         body = {**params, "prompt": prompt, "max_length": max_tokens, "stop_sequence": stop,
                 "genkey": f"parrot-{uuid.uuid4().hex[:12]}"}
         if self.info and self.info.n_ctx:

@@ -42,10 +42,10 @@ class LlamaServer(Engine):
         return self._json("POST", "/apply-template", json={"messages": messages})["prompt"]
 
     def _completion_request(self, prompt: str, params: Mapping[str, Any], max_tokens: int,
-                            stop: list[str], slot: int | None) -> tuple[str, dict[str, Any]]:
+                            stop: list[str], slot: int | None, fresh: bool) -> tuple[str, dict[str, Any]]:
         pinned = {} if slot is None else {"id_slot": slot}
         return "/completion", {**params, **pinned, "prompt": prompt, "n_predict": max_tokens,
-                               "stream": True, "cache_prompt": True, "stop": stop}
+                               "stream": True, "cache_prompt": not fresh, "stop": stop}
 
     def _read(self, obj: dict[str, Any], result: Completion) -> Chunk:
         final = bool(obj.get("stop"))

@@ -62,7 +62,7 @@ class OpenAICompatible(Engine):
         return len(body.get("tokens", [])) if "tokens" in body else None
 
     def _completion_request(self, prompt: str, params: Mapping[str, Any], max_tokens: int,
-                            stop: list[str], slot: int | None) -> tuple[str, dict[str, Any]]:
+                            stop: list[str], slot: int | None, fresh: bool) -> tuple[str, dict[str, Any]]:
         return "/v1/completions", {**params, "model": self.api_model, "prompt": prompt,
                                    "max_tokens": max_tokens, "stream": True, "stop": stop,
                                    "stream_options": {"include_usage": True}}

@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 from broken_record import __version__
 from broken_record.runs import layout
+from broken_record.runs.reader import footer_of
 from broken_record.runs.schema import (
     ConversationOutcome,
     EndReason,
@@ -65,10 +67,10 @@ class Manifest:
     def sessions(self) -> list[Session]:
         return self.data["sessions"]
 
-    def count(self, outcome: ConversationOutcome) -> int:
-        """How many of the folder's conversations ended with ``outcome``."""
+    def count(self, outcome: ConversationOutcome, since: int = 0) -> int:
+        """How many of the folder's conversations (from number ``since`` on) ended with ``outcome``."""
         with self._lock:
-            return sum(1 for c in self.conversations if c.get("outcome") == outcome)
+            return sum(1 for c in self.conversations[since:] if c.get("outcome") == outcome)
 
     def save(self) -> None:
         """Write manifest.json: a temporary file, then renamed over it."""
@@ -80,12 +82,42 @@ class Manifest:
     # -- sessions ------------------------------------------------------------
 
     def start_session(self, jobs: int, target: int) -> Session:
-        """A parrot.sh command begins on the folder; saved."""
+        """A parrot.sh command begins on the folder (``reconcile`` first); saved."""
         session: Session = {"started": now_iso(), "jobs": jobs, "target": target}
         with self._lock:
+            self.reconcile()
             self.sessions.append(session)
             self.save()
         return session
+
+    def reconcile(self) -> None:
+        """Conversations an earlier session left ``"running"`` (it was killed, ``kill -9``):
+        their outcome from their log's footer, or ``"interrupted"`` for a log without one."""
+        with self._lock:
+            for entry in self.conversations:
+                if entry.get("outcome") != "running":
+                    continue
+                footer = footer_of(self.path.parent / f"{entry['stem']}{layout.JSONL_SUFFIX}")
+                if footer is None:
+                    entry["outcome"] = "interrupted"
+                    entry["detail"] = "its session was killed: the log ends without a footer"
+                    continue
+                entry["ended"] = footer.get("ended", "")
+                entry["end_reason"] = footer.get("end_reason", "interrupted")
+                entry["total_tokens"] = footer.get("total_tokens", 0)
+                entry["turns"] = footer.get("turns", 0)
+                entry["detail"] = footer.get("detail", "")
+                entry["outcome"] = ("complete" if footer.get("complete") else
+                                    "interrupted" if footer.get("end_reason") == "interrupted" else "failed")
+
+    def seeds(self, configured: dict[str, int | None], picked: int) -> dict[str, int]:
+        """Each role's base seed for the folder: kept from an earlier session, else the
+        configured one, else ``picked``; saved with the next change."""
+        with self._lock:
+            if "seeds" not in self.data:
+                self.data["seeds"] = {role: picked if seed is None else seed for role, seed in configured.items()}
+                self.data["seeds_picked"] = any(seed is None for seed in configured.values())
+            return dict(self.data["seeds"])
 
     def end_session(self, session: Session, summary: SessionSummary, complete_conversations: int) -> None:
         """The command is done: its summary, and the folder's complete conversations; saved."""
@@ -97,10 +129,16 @@ class Manifest:
 
     # -- conversations -------------------------------------------------------
 
-    def add_conversation(self, stem: str) -> ManifestConversation:
-        """A conversation starts, ``"outcome": "running"``; saved."""
-        entry: ManifestConversation = {"stem": stem, "started": now_iso(), "outcome": "running"}
+    def add_conversation(self, stem: str,
+                         seeds: Callable[[int], dict[str, int | None]] | None = None) -> ManifestConversation:
+        """A conversation starts, ``"outcome": "running"``, numbered in the folder (0, 1, ...),
+        with the seeds ``seeds(number)`` gives it; saved."""
         with self._lock:
+            number = len(self.conversations)
+            entry: ManifestConversation = {"stem": stem, "started": now_iso(), "outcome": "running",
+                                           "number": number}
+            if seeds is not None:
+                entry["seeds"] = seeds(number)
             self.conversations.append(entry)
             self.save()
         return entry
@@ -115,8 +153,8 @@ class Manifest:
 
     def conversation_ended(self, entry: ManifestConversation, outcome: ConversationOutcome,
                            end_reason: EndReason, total_tokens: int, turns: int, detail: str,
-                           servers: dict[str, str]) -> None:
-        """A conversation that ran: how it ended, and the servers it ended on; saved."""
+                           servers: dict[str, list[str]]) -> None:
+        """A conversation that ran: how it ended, and every server each role ran on; saved."""
         with self._lock:
             entry["ended"] = now_iso()
             entry["end_reason"] = end_reason

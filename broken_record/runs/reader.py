@@ -96,18 +96,20 @@ def find_logs(folder: str | Path) -> list[Path]:
     return [by_stem[stem] for stem in sorted(by_stem)]
 
 
+def footer_of(path: str | Path) -> dict[str, Any] | None:
+    """The footer line of a .jsonl, or None: no such file, or a conversation that was killed."""
+    try:
+        last = Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1]
+        footer = json.loads(last)
+    except (OSError, IndexError, ValueError):
+        return None
+    return footer if isinstance(footer, dict) and footer.get("type") == "footer" else None
+
+
 def complete_in(folder: str | Path) -> list[str]:
     """Stems of the conversations in `folder` whose .jsonl footer says complete."""
-    done = []
-    for path in sorted(Path(folder).glob(f"{layout.RUN_PREFIX}*{layout.JSONL_SUFFIX}")):
-        try:
-            last = path.read_text(encoding="utf-8").strip().splitlines()[-1]
-            footer = json.loads(last)
-        except (OSError, IndexError, ValueError):
-            continue
-        if isinstance(footer, dict) and footer.get("type") == "footer" and footer.get("complete"):
-            done.append(path.stem)
-    return done
+    return [path.stem for path in sorted(Path(folder).glob(f"{layout.RUN_PREFIX}*{layout.JSONL_SUFFIX}"))
+            if (footer := footer_of(path)) and footer.get("complete")]
 
 
 def read_log(path: str | Path) -> Conversation:

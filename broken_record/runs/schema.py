@@ -16,9 +16,10 @@ are layout.py's; who writes what:
 
 - header: the tool's version, when the conversation started, the config as
   loaded, both prefixes, and per role what it ran on (``RoleInfo``: engine,
-  url, model, n_ctx, template, sampler in the engine's names, the server's
-  reported settings or null, warnings, and the notes of starting an
-  embedded server: its context capped or stretched).
+  url, model, n_ctx, template, the sampler settings sent in the engine's
+  names, the conversation's seed, the server's defaults for the rest as it
+  reported them or null, warnings, and the notes of starting an embedded
+  server: its context capped or stretched).
 - message: one per message, in conversation order, appended, flushed and
   fsync'ed as soon as it exists. Messages from the config come first with
   ``"source": "config"``; generated ones have ``"source": "model"`` (or
@@ -26,8 +27,8 @@ are layout.py's; who writes what:
   the other side sees it, prefix included (``"Skye: Hi"``); ``generated`` is
   what came after the prefix. Generated turns add the server's token count,
   how the turn stopped, the request's timings and attempts, the server's
-  URL, and (first turn of each role, when the server reports them) its
-  ``generation_settings``.
+  URL, and (first turn of each role, when the server reports them) the
+  settings it applied, ``applied_settings``.
 - footer: how the conversation ended (``END_REASONS``), whether it is
   complete, the token total and message count. A file with no footer is a
   conversation that was killed: keep it, read it as partial.
@@ -66,7 +67,7 @@ over them (``AnalysisSummary``).
 # from evaluated annotations only, for __required_keys__ and __optional_keys__.
 from typing import Any, Literal, NotRequired, TypedDict
 
-JSONL_VERSION = 1  # the header's "version"
+JSONL_VERSION = 2  # the header's "version" (2: seed, server_defaults, applied_settings)
 
 Source = Literal["config", "model", "human"]
 EndReason = Literal["total_tokens", "context_full", "interrupted", "error"]
@@ -85,8 +86,9 @@ class RoleInfo(TypedDict):
     model: str | None
     n_ctx: int | None                 # context budget per request (per slot)
     template: str                     # the chat template's name
-    sampler: dict[str, Any]           # sampler settings in the engine's names
-    server_settings: dict[str, Any] | None  # as the server reported them
+    sampler: dict[str, Any]           # the sampler settings parrot sends, in the engine's names
+    seed: int | None                  # this conversation's sampler seed (None: the engine takes none)
+    server_defaults: dict[str, Any] | None  # the server's defaults (for what is not sent), as it reported them
     warnings: list[str]               # settings the engine cannot honour
     server_notes: list[str]           # an embedded server's context capped or stretched
 
@@ -133,7 +135,7 @@ class Message(TypedDict):
     tokens_per_second: NotRequired[float | None]
     attempts: NotRequired[int]        # 1, or more after a retry or a failover
     server: NotRequired[str]          # the URL that generated it
-    generation_settings: NotRequired[dict[str, Any]]  # first turn of each role, when reported
+    applied_settings: NotRequired[dict[str, Any]]  # what the server says it applied: first turn of each role
 
 
 class MessageLine(Message):
@@ -174,13 +176,15 @@ class ManifestConversation(TypedDict):
     total_tokens: NotRequired[int]
     turns: NotRequired[int]
     detail: NotRequired[str]
-    servers: NotRequired[dict[str, str]]  # role -> the URL it ended on
+    number: NotRequired[int]          # 0, 1, ...: its place in the folder, from which its seeds derive
+    seeds: NotRequired[dict[str, int | None]]  # role -> its sampler seed
+    servers: NotRequired[dict[str, list[str]]]  # role -> every server it ran on, in order (failover)
 
 
 class SessionSummary(TypedDict):
     complete: int                     # conversations this session completed
     failed: int                       # ... that failed
-    interrupted: int                  # conversations of the folder left interrupted
+    interrupted: int                  # ... that it left interrupted (Ctrl-C)
     tokens: int                       # generated this session
     wall_seconds: float
 
@@ -202,6 +206,8 @@ class ManifestFile(TypedDict):
     conversations: list[ManifestConversation]
     sessions: list[Session]
     engines: NotRequired[dict[str, RoleInfo]]  # the first conversation's roles
+    seeds: NotRequired[dict[str, int]]         # role -> base seed: conversation n uses base + n
+    seeds_picked: NotRequired[bool]            # true: the config fixed none, parrot.sh picked them
     complete_conversations: NotRequired[int]   # complete .jsonl footers in the folder
 
 

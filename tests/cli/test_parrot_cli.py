@@ -92,6 +92,8 @@ def test_human_plays_the_user(tmp_path, llama_server):
     assert users[2]["source"] == "human" and users[2]["text"] == "Theo: It plays only love songs."
     # the prompt is on stderr; stdout is the conversation in the log's layout, typed turns included
     assert "[you] Theo:" in r.stderr and "[you]" not in r.stdout
+    # the prompt ends with a space, and the line read (not echoed from a pipe) ends the prompt's line
+    assert "[you] Theo: I brought you a tiny radio.\n" in r.stderr and "[you] Theo: \n" in r.stderr
     assert r.stdout == (out / "h.log").read_text()
 
 
@@ -186,3 +188,96 @@ def test_the_log_writer_refuses_an_existing_file(tmp_path):
     with pytest.raises(ParrotError, match=r"c\.jsonl already exists"):
         ConversationLog(tmp_path, "c")
     assert (tmp_path / "c.jsonl").read_text() == "keep me\n" and not (tmp_path / "c.log").exists()
+
+
+def test_killed_embedded_servers_are_started_again_and_the_conversation_completes(tmp_path):
+    cfg = write_config(tmp_path, total_tokens=300, turn_max_tokens=40, retry_backoff=0.1)
+    out = tmp_path / "k"
+    before = pids_of_llama_servers()
+    proc = subprocess.Popen(PARROT + [str(cfg), "--out", str(out), "--name", "k"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            path = out / "k.jsonl"
+            if path.exists() and sum(1 for line in path.open() if '"source": "model"' in line) >= 2:
+                break
+            time.sleep(0.2)
+        servers = pids_of_llama_servers() - before
+        assert len(servers) == 2                     # the assistant's and the user's
+        for pid in servers:
+            os.kill(pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "llama-server was killed by signal 9 (SIGKILL)" in stderr and "started it again on" in stderr
+    assert "unreachable" not in stderr
+    footer = messages(out)[-1]
+    assert footer["type"] == "footer" and footer["complete"] and footer["end_reason"] == "total_tokens"
+    # what was cut is not in the log, and stdout (a pipe) is still the .log
+    assert stdout == (out / "k.log").read_text()
+    assert pids_of_llama_servers() <= before
+
+
+def test_a_turn_that_cannot_fit_the_context_is_a_config_error_before_any_log(tmp_path, small_config):
+    # the session server has 4096 tokens per slot
+    cfg = small_config(turn_max_tokens=100000, total_tokens=200000)
+    out = tmp_path / "out"
+    r = subprocess.run(PARROT + [str(cfg), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    line = next(x for x in r.stderr.splitlines() if "turn_max_tokens" in x)
+    assert line.startswith(f"parrot.py: {cfg}: turn_max_tokens: 100000 cannot fit: the assistant's first prompt is ")
+    assert "has a context of 4096; use at most " in line
+    assert not list(out.glob("*.jsonl")) and not list(out.glob("*.log"))
+    r = subprocess.run([str(ROOT / "parrot.sh"), "2", str(cfg)], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "turn_max_tokens: 100000 cannot fit" in r.stderr, r.stderr
+    assert not any(p.name.startswith("parrot_") for p in tmp_path.iterdir())
+
+
+def test_a_template_that_fails_to_render_leaves_no_logs(tmp_path, small_config):
+    template = tmp_path / "bad.jinja"
+    template.write_text("{% for m in messages %}{{ raise_exception('roles must alternate') }}{% endfor %}")
+    cfg = small_config(template=str(template), user_template="chatml")
+    out = tmp_path / "out"
+    r = subprocess.run(PARROT + [str(cfg), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert f"chat template {template} failed to render: roles must alternate" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not list(out.glob("*.jsonl")) and not list(out.glob("*.log"))
+
+
+def test_quiet_hides_the_text_but_not_the_warnings_or_why_it_failed(tmp_path):
+    from broken_record.inference.embedded import EmbeddedServer
+    out = tmp_path / "q"
+    with EmbeddedServer(ctx=2048, name="quiet") as srv:     # the user's own server, from parrot's side
+        raw = json.loads((ROOT / "config.json").read_text())
+        raw["sampler"]["tfs"] = 0.95                         # llama-server has no tail-free sampling
+        cfg = write_config(tmp_path, api_url=srv.url, total_tokens=4000, turn_max_tokens=40, retry_backoff=0.05,
+                           sampler=raw["sampler"])
+        proc = subprocess.Popen(PARROT + [str(cfg), "--out", str(out), "--name", "q", "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            path = out / "q.jsonl"
+            if path.exists() and sum(1 for line in path.open() if '"source": "model"' in line) >= 2:
+                break
+            time.sleep(0.2)
+    # the server is gone mid-conversation
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert stdout == ""
+    assert f"engine llama-server at {srv.url} cannot honour tfs: not sent" in stderr
+    assert "turn failed" in stderr and "retry 1 of 3" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "turns generated" in stderr.strip().splitlines()[-1]
+    records = messages(out)
+    assert records[-1]["type"] == "footer" and records[-1]["end_reason"] == "error"
+    header = records[0]
+    # the seed parrot picked is recorded, and is what the server applied
+    applied = next(r for r in records if r.get("applied_settings") and r["role"] == "assistant")
+    assert isinstance(header["assistant"]["seed"], int) and 0 <= header["assistant"]["seed"] < 2 ** 31
+    assert applied["applied_settings"]["seed"] == header["assistant"]["seed"]
+    assert "assistant: llama-server " + srv.url in stderr and f"seed={header['assistant']['seed']}" in stderr

@@ -2,8 +2,10 @@
 
 import io
 import json
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -69,7 +71,7 @@ def test_three_conversations_on_the_embedded_default(tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert [c["outcome"] for c in manifest["conversations"]] == ["complete"] * 3
     assert manifest["engines"]["assistant"]["engine"] == "llama-server"
-    assert manifest["engines"]["assistant"]["server_settings"]
+    assert manifest["engines"]["assistant"]["server_defaults"]
     assert "3 completed, 0 failed, 0 interrupted" in r.stderr
     # the conversations were streamed to the terminal, as the original did with tee
     assert r.stdout.count("--- DONE ---") == 3
@@ -166,10 +168,10 @@ def test_missing_config_file_is_one_line(tmp_path):
     assert not any(p.name.startswith("parrot_") for p in tmp_path.iterdir())
 
 
-def test_a_parallel_conversation_keeps_to_its_own_slots(tmp_path):
-    # -j 2 on the embedded default: one server with 4 slots. The conversation in
-    # lane j sends the assistant's requests to slot 2j and the user's to 2j + 1,
-    # so parallel conversations never evict each other's cached prompts.
+def test_a_parallel_conversation_keeps_to_its_own_lane_server(tmp_path):
+    # -j 2 on the embedded default: one server per lane, each with the cores shared
+    # out, slot 0 the assistant's and slot 1 the user's. No conversation's tokens are
+    # ever batched with another's, so a seeded batch is reproducible.
     cfg = load_config(config(tmp_path))
 
     def one_conversation(urls, lane, name):
@@ -179,16 +181,20 @@ def test_a_parallel_conversation_keeps_to_its_own_slots(tmp_path):
         batch.lanes = [lane]  # as if the other lane were busy
         assert batch.generate(ServerPool.for_roles(urls, batch.warn)) == 0
         assert batch.lanes == [lane]
-        used = {s["id"] for s in requests.get(urls["assistant"][0] + "/slots", timeout=10).json() if "id_task" in s}
+        used = {url: {s["id"] for s in requests.get(url + "/slots", timeout=10).json() if "id_task" in s}
+                for url in urls.lanes["assistant"]}
         header = json.loads(next(folder.glob("*.jsonl")).read_text().splitlines()[0])
-        return used, header["assistant"]["sampler"].get("id_slot"), header["user"]["sampler"].get("id_slot")
+        return used, header["assistant"]["url"], header["user"]["url"]
 
     with embedded_servers(cfg, slots=2) as urls:
-        assert urls.slots == {"assistant": {urls["assistant"][0]: (0, 2)}, "user": {urls["user"][0]: (1, 2)}}
-        # Left to itself the server would give the second conversation the
-        # slots holding the first one's prompts (the same system prompt).
-        assert one_conversation(urls, 1, "first") == ({2, 3}, 2, 3)
-        assert one_conversation(urls, 0, "second") == ({0, 1, 2, 3}, 0, 1)
+        lane0, lane1 = urls.lanes["assistant"]
+        assert urls.lanes["user"] == [lane0, lane1] and lane0 != lane1
+        assert urls.slots == {"assistant": {lane0: (0, 0), lane1: (0, 0)}, "user": {lane0: (1, 0), lane1: (1, 0)}}
+        cores = len(os.sched_getaffinity(0))
+        for srv in urls.servers.values():
+            assert srv.command()[srv.command().index("-t") + 1] == str(max(1, cores // 2))
+        assert one_conversation(urls, 1, "first") == ({lane0: set(), lane1: {0, 1}}, lane1, lane1)
+        assert one_conversation(urls, 0, "second") == ({lane0: {0, 1}, lane1: {0, 1}}, lane0, lane0)
 
 
 def fake_batch(tmp_path, fake_url, target, jobs, **overrides):
@@ -209,12 +215,17 @@ def test_a_session_on_a_fake_server_fills_the_manifest_as_the_schema_says(tmp_pa
     assert batch.complete == 3 and sorted(batch.lanes) == [0, 1]
     manifest = json.loads((folder / "manifest.json").read_text())
     fits(manifest, schema.ManifestFile)
-    assert list(manifest) == ["tool", "tool_version", "created", "conversations", "sessions", "engines",
-                              "complete_conversations"]
-    for entry in manifest["conversations"]:
+    assert list(manifest) == ["tool", "tool_version", "created", "conversations", "sessions", "seeds",
+                              "seeds_picked", "engines", "complete_conversations"]
+    # the config fixes no seed: one is picked for the folder, conversation n uses it + n
+    assert manifest["seeds_picked"] is True and manifest["seeds"]["assistant"] == manifest["seeds"]["user"]
+    for n, entry in enumerate(manifest["conversations"]):
         fits(entry, schema.ManifestConversation)
         assert entry.keys() == all_keys(schema.ManifestConversation)
-        assert entry["outcome"] == "complete" and entry["servers"] == {"assistant": fake.url, "user": fake.url}
+        assert entry["outcome"] == "complete" and entry["servers"] == {"assistant": [fake.url], "user": [fake.url]}
+        assert entry["number"] == n and entry["seeds"] == {r: (b + n) % 2**31 for r, b in manifest["seeds"].items()}
+    # each conversation sent its own seed
+    assert sorted({r["seed"] for r in fake.requests}) == sorted({e["seeds"]["assistant"] for e in manifest["conversations"]})
     for role in manifest["engines"].values():
         assert role.keys() == all_keys(schema.RoleInfo)
     (session,) = manifest["sessions"]
@@ -225,6 +236,8 @@ def test_a_session_on_a_fake_server_fills_the_manifest_as_the_schema_says(tmp_pa
     lines = out.getvalue().splitlines()
     ended = [line for line in lines if line.startswith("[parrot.sh] conversation parrot_")]
     assert len(ended) == 3 and all(": complete (total_tokens, " in line and " · time left " in line for line in ended)
+    # counted and printed together: the counts come in order even from parallel conversations
+    assert [line.split(" · ")[1] for line in ended] == [f"{n} of 3 complete" for n in (1, 2, 3)]
     assert lines[-1].startswith("[parrot.sh] done: 3 completed, 0 failed, 0 interrupted · ")
     assert lines[-1].endswith(f" · folder {folder}")
 
@@ -251,7 +264,7 @@ def test_no_server_answering_fails_the_conversations_and_the_session(tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     (entry,) = manifest["conversations"]
     assert entry["outcome"] == "failed" and entry["detail"] == "no assistant server answers"
-    assert list(entry) == ["stem", "started", "outcome", "ended", "detail"]
+    assert list(entry) == ["stem", "started", "outcome", "number", "seeds", "ended", "detail"]
     assert "assistant server http://127.0.0.1:9 taken out of rotation" in out.getvalue()
     assert "[parrot.sh] done: 0 completed, 1 failed, 0 interrupted" in out.getvalue()
 
@@ -304,3 +317,105 @@ def test_an_unreachable_server_is_exit_2_and_leaves_no_run_folder(tmp_path):
     assert r.stderr.strip() == ("parrot.sh: assistant server http://127.0.0.1:9 is unreachable: start it, fix "
                                 "api_url/user_api_url, or remove the key to use the embedded llama-server")
     assert not any(p.name.startswith("parrot_") for p in tmp_path.iterdir())
+
+
+def _wait_for_turns(folder_parent, conversations, turns, deadline):
+    """Until ``conversations`` logs under a run folder hold ``turns`` generated turns each."""
+    while time.time() < deadline:
+        folders = [p for p in folder_parent.iterdir() if p.name.startswith("parrot_") and p.is_dir()]
+        counts = [sum(1 for line in p.open() if '"source": "model"' in line)
+                  for f in folders for p in f.glob("parrot_*.jsonl")]
+        if len([c for c in counts if c >= turns]) >= conversations:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the batch did not get going in time")
+
+
+def test_a_killed_embedded_server_is_started_again_and_every_conversation_completes(tmp_path):
+    before = pids_of_llama_servers()
+    cfg = config(tmp_path, total_tokens=300, retry_backoff=0.1)
+    proc = subprocess.Popen([PARROT_SH, "3", str(cfg), "-j", "2"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_turns(tmp_path, 2, 2, time.time() + 600)
+        servers = pids_of_llama_servers() - before
+        assert len(servers) == 2                               # one per lane
+        for pid in servers:
+            os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "llama-server was killed by signal 9 (SIGKILL)" in err, err
+    assert "started it again on http://127.0.0.1:" in err and "carries on from its record of the turns" in err
+    assert "3 completed, 0 failed, 0 interrupted" in err
+    folder = run_folder(tmp_path)
+    assert [c["outcome"] for c in json.loads((folder / "manifest.json").read_text())["conversations"]] == \
+        ["complete"] * 3
+    records = [json.loads(line) for p in folder.glob("*.jsonl") for line in p.open()]
+    assert any(r.get("attempts", 1) > 1 for r in records), "a turn was cut by the kill and done again"
+    assert pids_of_llama_servers() <= before
+
+
+def test_a_server_that_comes_back_is_put_back_into_rotation(tmp_path):
+    from broken_record.inference import connect
+    warnings = []
+    with EmbeddedServer(ctx=256, name="pool-back") as srv:
+        url, port = srv.url, srv.port
+        pool = ServerPool("assistant", [url, "http://127.0.0.1:9"], warnings.append)
+        pool.check(connect)
+        assert pool.healthy() == [url] and "http://127.0.0.1:9 taken out of rotation" in warnings[-1]
+    pool.mark_down(url, "stopped answering")
+    assert pool.pick() is None
+    pool.REPROBE_SECONDS = 0.0
+    with EmbeddedServer(ctx=256, name="pool-back", port=port):
+        assert pool.pick() == url
+    assert f"assistant server {url} answers again: back in rotation" in warnings
+
+
+def _texts(folder):
+    """Each conversation's generated turns, in the folder's order (its manifest numbers)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    out = []
+    for entry in sorted(manifest["conversations"], key=lambda c: c["number"]):
+        lines = [json.loads(line) for line in (folder / f"{entry['stem']}.jsonl").open()]
+        out.append([m["text"] for m in lines if m.get("source") == "model"])
+    return out, manifest
+
+
+def test_a_seeded_parallel_batch_differs_within_and_repeats_exactly(tmp_path):
+    cfg = config(tmp_path, total_tokens=200, seed=42)
+    runs = []
+    for name in ("first", "again"):
+        r = subprocess.run([PARROT_SH, "3", str(cfg), "-j", "2", "--out", name], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr
+        runs.append(_texts(run_folder(tmp_path / name)))
+    (first, manifest), (again, _) = runs
+    assert [c["seeds"] for c in manifest["conversations"]] == [{"assistant": 42 + n, "user": 42 + n} for n in range(3)]
+    assert manifest["seeds"] == {"assistant": 42, "user": 42} and manifest["seeds_picked"] is False
+    assert len({tuple(turns) for turns in first}) == 3, "each conversation of the batch has its own seed"
+    assert first == again, "the same config and seed give the same batch, however it was scheduled"
+    # a conversation of the batch is the one parrot.py gives alone with its seed and the
+    # lane servers' threads (llama.cpp's sums come out otherwise with other thread counts)
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    alone_cfg = config(tmp_path, total_tokens=200, seed=43, threads=threads)
+    alone = subprocess.run([sys.executable, str(ROOT / "parrot.py"), str(alone_cfg),
+                            "--out", "alone", "--name", "c"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr
+    lines = [json.loads(line) for line in (tmp_path / "alone" / "c.jsonl").open()]
+    assert [m["text"] for m in lines if m.get("source") == "model"] == first[1]
+
+
+def test_the_bar_shows_time_left_from_the_first_turn():
+    from broken_record.conversation.progress import BatchProgress
+    progress = BatchProgress(Console(file=io.StringIO(), force_terminal=True), target=2, conversation_tokens=1000,
+                             started=time.monotonic() - 10)
+    progress.start(bar=True)
+    try:
+        progress.update(complete=0, tokens=100, running=100)     # 10 tok/s, 1900 tokens to go
+        assert progress.bar is not None
+        assert progress.bar.tasks[0].fields["left"] == "time left 3m10s"
+    finally:
+        progress.stop()

@@ -49,6 +49,10 @@ def test_turn_limit_larger_than_total():
         "turn_max_tokens: 500 is larger than total_tokens (100)"]
 
 
+def test_a_negative_total_is_one_problem_not_two():
+    assert problems({**BASE, "total_tokens": -5}) == ["total_tokens: must be at least 1 (got -5)"]
+
+
 def test_bad_conversation_message():
     found = problems({**BASE, "conversation": [{"role": "narrator", "content": "x"}, "hi"]})
     assert found == ['conversation[0]: must be {"role": system|user|assistant, "content": string}',

@@ -71,7 +71,7 @@ def test_a_written_conversation_fits_the_schema(tmp_path):
     assert footer.keys() == all_keys(schema.FooterLine)
     assert header["version"] == schema.JSONL_VERSION
     generated = [m for m in messages if m["source"] == "model"]
-    assert generated and all(m.keys() == all_keys(schema.MessageLine) - {"generation_settings"}
+    assert generated and all(m.keys() == all_keys(schema.MessageLine) - {"applied_settings"}
                              for m in generated)
     config = [m for m in messages if m["source"] == "config"]
     assert config and all(m.keys() == set(schema.MessageLine.__required_keys__) for m in config)
@@ -94,8 +94,8 @@ def test_the_real_server_adds_only_declared_keys(small_config, tmp_path):
     Dialogue(cfg, a, u, log).talk()
     lines = [json.loads(line) for line in log.jsonl_path.read_text(encoding="utf-8").splitlines()]
     check_conversation(lines)
-    assert lines[0]["assistant"]["server_settings"]
-    firsts = [m for m in lines if m.get("generation_settings")]
+    assert lines[0]["assistant"]["server_defaults"]
+    firsts = [m for m in lines if m.get("applied_settings")]
     assert [m["role"] for m in firsts] == ["assistant", "user"]
     assert all(m.keys() == all_keys(schema.MessageLine) for m in firsts)
 
