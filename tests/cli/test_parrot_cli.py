@@ -5,9 +5,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-from conftest import ROOT, pids_of_llama_servers, sigint_default
+from conftest import ROOT, kill_servers_midway, pids_of_llama_servers, sigint_default, wait_for_turns
 
 PARROT = [sys.executable, str(ROOT / "parrot.py")]
 
@@ -60,12 +59,7 @@ def test_sigint_keeps_the_turns_and_marks_interrupted(tmp_path, llama_server):
     proc = subprocess.Popen(PARROT + [str(cfg), "--out", str(out), "--name", "c"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=sigint_default)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        path = out / "c.jsonl"
-        if path.exists() and sum(1 for line in path.open() if '"source": "model"' in line) >= 3:
-            break
-        time.sleep(0.2)
+    wait_for_turns(lambda: [out / "c.jsonl"], 3, 300)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -196,21 +190,8 @@ def test_killed_embedded_servers_are_started_again_and_the_conversation_complete
     before = pids_of_llama_servers()
     proc = subprocess.Popen(PARROT + [str(cfg), "--out", str(out), "--name", "k"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            path = out / "k.jsonl"
-            if path.exists() and sum(1 for line in path.open() if '"source": "model"' in line) >= 2:
-                break
-            time.sleep(0.2)
-        servers = pids_of_llama_servers() - before
-        assert len(servers) == 2                     # the assistant's and the user's
-        for pid in servers:
-            os.kill(pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # the assistant's server and the user's
+    stdout, stderr = kill_servers_midway(proc, lambda: [out / "k.jsonl"], before, servers=2)
     assert proc.returncode == 0, stderr
     assert "llama-server was killed by signal 9 (SIGKILL)" in stderr and "started it again on" in stderr
     assert "unreachable" not in stderr
@@ -259,12 +240,7 @@ def test_quiet_hides_the_text_but_not_the_warnings_or_why_it_failed(tmp_path):
                            sampler=raw["sampler"])
         proc = subprocess.Popen(PARROT + [str(cfg), "--out", str(out), "--name", "q", "--quiet"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            path = out / "q.jsonl"
-            if path.exists() and sum(1 for line in path.open() if '"source": "model"' in line) >= 2:
-                break
-            time.sleep(0.2)
+        wait_for_turns(lambda: [out / "q.jsonl"], 2, 300)
     # the server is gone mid-conversation
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr

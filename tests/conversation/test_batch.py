@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, pids_of_llama_servers, sigint_default
+from conftest import ROOT, kill_servers_midway, pids_of_llama_servers, sigint_default
 from fakes import FakeServer
 from rich.console import Console
 
@@ -319,33 +319,14 @@ def test_an_unreachable_server_is_exit_2_and_leaves_no_run_folder(tmp_path):
     assert not any(p.name.startswith("parrot_") for p in tmp_path.iterdir())
 
 
-def _wait_for_turns(folder_parent, conversations, turns, deadline):
-    """Until ``conversations`` logs under a run folder hold ``turns`` generated turns each."""
-    while time.time() < deadline:
-        folders = [p for p in folder_parent.iterdir() if p.name.startswith("parrot_") and p.is_dir()]
-        counts = [sum(1 for line in p.open() if '"source": "model"' in line)
-                  for f in folders for p in f.glob("parrot_*.jsonl")]
-        if len([c for c in counts if c >= turns]) >= conversations:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the batch did not get going in time")
-
-
 def test_a_killed_embedded_server_is_started_again_and_every_conversation_completes(tmp_path):
     before = pids_of_llama_servers()
     cfg = config(tmp_path, total_tokens=300, retry_backoff=0.1)
     proc = subprocess.Popen([PARROT_SH, "3", str(cfg), "-j", "2"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_turns(tmp_path, 2, 2, time.time() + 600)
-        servers = pids_of_llama_servers() - before
-        assert len(servers) == 2                               # one per lane
-        for pid in servers:
-            os.kill(pid, signal.SIGKILL)
-        _, err = proc.communicate(timeout=900)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # one server per lane
+    _, err = kill_servers_midway(proc, lambda: list(tmp_path.glob("parrot_*/parrot_*.jsonl")), before,
+                                 servers=2, logs=2)
     assert proc.returncode == 0, err
     assert "llama-server was killed by signal 9 (SIGKILL)" in err, err
     assert "started it again on http://127.0.0.1:" in err and "carries on from its record of the turns" in err
