@@ -30,7 +30,7 @@ from broken_record.conversation.dialogue import Dialogue, Outcome, check_opening
 from broken_record.conversation.display import Display
 from broken_record.conversation.pool import ServerPool
 from broken_record.conversation.progress import BatchProgress
-from broken_record.conversation.roles import Role, open_role
+from broken_record.conversation.roles import Role, open_role, restart_role
 from broken_record.errors import ParrotError
 from broken_record.inference import connect
 from broken_record.runs import layout
@@ -146,14 +146,7 @@ class Batch:
             rc = self.config.assistant if name == "assistant" else self.config.user
             if pool.embedded(url):
                 # parrot's own server: started again if it died (ServerError if it keeps dying)
-                revived = pool.revive(url)
-                if revived:
-                    self.warn(f"{revived}; conversation {stem} carries on from its record of the turns")
-                try:
-                    return open_role(rc, url, self.config, pool.notes.get(url), slot=pool.slot(url, lane),
-                                     seed=seeds.get(name))
-                except ParrotError:
-                    return None
+                return restart_role(failed, rc, self.config, pool.revive, self.warn, f"conversation {stem}")
             pool.mark_down(url, "stopped answering")
             return self._role(pool, rc, lane, seeds.get(name), avoid=url)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,22 @@ def open_role(rc: RoleConfig, url: str, config: Config, notes: list[str] | None 
                 params=params, dropped=dropped, notes=list(notes or []),
                 slot=slot if engine.pins_slots else None,
                 seed=None if "seed" in dropped else sampler.get("seed"))
+
+
+def restart_role(failed: Role, rc: RoleConfig, config: Config, revive: Callable[[str], str | None],
+                 warn: Callable[[str], None], who: str) -> Role | None:
+    """``failed``'s role opened again on its own embedded server (same slot, seed and notes),
+    which ``revive`` first starts again if it died, saying so with ``warn`` (``who`` carries on
+    from its record of the turns); None if the server does not answer. ``revive`` raises
+    ``ServerError`` for a server that keeps dying."""
+    url = failed.info.url
+    revived = revive(url)
+    if revived:
+        warn(f"{revived}; {who} carries on from its record of the turns")
+    try:
+        return open_role(rc, url, config, failed.notes, slot=failed.slot, seed=failed.seed)
+    except ParrotError:
+        return None
 
 
 def _checked_server_template(template: templates.ChatTemplate,

@@ -15,8 +15,7 @@ from pathlib import Path
 from broken_record.conversation.config import Config, pick_seed
 from broken_record.conversation.dialogue import Dialogue, Outcome, check_opening
 from broken_record.conversation.display import Display
-from broken_record.conversation.roles import Role, embedded_servers, open_role
-from broken_record.errors import ParrotError
+from broken_record.conversation.roles import Role, embedded_servers, open_role, restart_role
 from broken_record.runs.writer import ConversationLog
 
 
@@ -63,21 +62,13 @@ def converse(config: Config, out_dir: str | Path = ".", stem: str | None = None,
         for role in (assistant, user):
             display.note(role.settings_line())
         check_opening(config, assistant, user)     # before the logs exist
-        seeds = {"assistant": assistant.seed, "user": user.seed}
 
         def restart(name: str, failed: Role) -> Role | None:
             """The embedded server of a role that died, started again; None for the user's own servers."""
-            url = failed.info.url
-            if url not in urls.servers:
+            if failed.info.url not in urls.servers:
                 return None
-            revived = urls.revive(url)
-            if revived:
-                display.warn(f"{revived}; the conversation carries on from its record of the turns")
             rc = config.assistant if name == "assistant" else config.user
-            try:
-                return open_role(rc, url, config, urls.notes.get(url), seed=seeds[name])
-            except ParrotError:
-                return None
+            return restart_role(failed, rc, config, urls.revive, display.warn, "the conversation")
 
         log = ConversationLog(out_dir, stem)
         dialogue = Dialogue(config, assistant, user, log, display,
