@@ -1,8 +1,16 @@
-"""Small fake servers for what cannot run here: koboldcpp's and vLLM's wire
-formats, and servers that misbehave (die mid-stream, send garbage).
+"""Small fake servers for what no real server here can show: servers that
+misbehave at a chosen point (die mid-stream, send a line that does not
+parse, refuse a prompt), and an unidentified OpenAI-compatible server.
 
-They follow the documented wire formats (docs/ENGINES.md) exactly: event
-framing, finish reasons, end-of-stream rules.
+The real engines are tested for real: llama-server and vLLM run here
+(tests/conftest.py), koboldcpp is replayed from its recorded traffic
+(tests/replay.py). These fakes follow that recorded behaviour, transport
+included: "openai" answers as vLLM does (HTTP/1.1, `transfer-encoding:
+chunked`, one event per chunk, usage chunk, `[DONE]`), "koboldcpp" as
+koboldcpp 1.76 does (HTTP/1.0, no content-length, the body ends when the
+server closes the connection; the string "null" until the last event,
+which carries the last text and the reason; a stop sequence kept in the
+text and reported as "length").
 
     with FakeServer("openai", replies=["Hello there.\\n"]) as fake:
         fake.url, fake.requests   # the bodies the client sent
@@ -147,9 +155,18 @@ class FakeServer:
                     finish = "limit"
                 else:
                     finish = "eos" if fake.eos or len(out) < limit else "limit"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
+                chunked = fake.kind == "openai"
+                if chunked:       # vLLM (uvicorn): HTTP/1.1, chunked, one event per chunk
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream; charset=utf-8")
+                    self.send_header("transfer-encoding", "chunked")
+                else:             # koboldcpp 1.76: HTTP/1.0, the body ends at the close
+                    self.protocol_version = "HTTP/1.0"
+                    self.send_response(200)
+                    self.send_header("cache-control", "no-cache")
+                    self.send_header("connection", "keep-alive")
+                    self.send_header("cache-control", "no-store")
+                    self.send_header("content-type", "text/event-stream")
                 self.end_headers()
                 die = fake.die_after.get(n)
                 events = (openai_events if fake.kind == "openai" else kobold_events)(
@@ -160,8 +177,13 @@ class FakeServer:
                         self.wfile.flush()
                         self.connection.shutdown(2)
                         return
-                    self.wfile.write(ev.encode())
+                    data = ev.encode()
+                    if chunked:
+                        data = b"%x\r\n%s\r\n" % (len(data), data)
+                    self.wfile.write(data)
                     self.wfile.flush()
+                if chunked:
+                    self.wfile.write(b"0\r\n\r\n")
                 self.close_connection = True
 
         return Handler

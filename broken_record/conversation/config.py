@@ -318,11 +318,14 @@ def parse_config(raw: Any, path: str | Path = "<config>") -> Config:
         template=v["template"] or template_from_tokenizer(v["tokenizer"]),
         sampler=sampler, prefix=v["agent_prefix"],
         model=v["model"], api_model=v["api_model"], context=context)
+    # the user shares the assistant's servers when user_api_url is unset or names the same ones:
+    # then it takes the assistant's engine and template unless its own keys say otherwise
+    shared = not user_urls or [u.rstrip("/") for u in user_urls] == [u.rstrip("/") for u in api_urls]
     user = RoleConfig(
         name="user", api_urls=user_urls or list(api_urls),
-        engine=v["user_engine"] or (v["engine"] if not user_urls else "auto"),
+        engine=v["user_engine"] or (v["engine"] if shared else "auto"),
         template=v["user_template"] or template_from_tokenizer(v["user_tokenizer"])
-        or (assistant.template if not user_urls else None),
+        or (assistant.template if shared else None),
         sampler=user_sampler, prefix=v["user_prefix"],
         model=v["user_model"] or v["model"], api_model=v["user_api_model"] or v["api_model"],
         context=v["user_context"])

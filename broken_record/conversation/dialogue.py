@@ -201,9 +201,12 @@ class Dialogue:
             except EngineError as err:
                 return self._outcome("error", str(err))
             role = self.roles[name]     # may have failed over to another server
-            tokens = completion.tokens
-            if tokens is None:
-                tokens = role.engine.count_tokens(completion.text) or 0
+            tokens = completion.tokens if completion.tokens is not None else \
+                role.engine.count_tokens(completion.text)
+            if tokens is None:   # a turn that counts 0 would never end the conversation
+                return self._outcome("error", f"the {name} server {role.info.url} gave no token count "
+                                              f"for its turn and cannot count tokens: set \"engine\" to its "
+                                              f"native API")
             record: Message = {
                 "index": len(self.messages), "role": name, "text": role.prefix + completion.text,
                 "prefix": role.prefix, "generated": completion.text, "source": "model",

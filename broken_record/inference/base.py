@@ -19,7 +19,8 @@ supplies only its wire format:
 
 and the class attributes `stream_end` (a `data:` line that ends the stream,
 OpenAI's `[DONE]`), `echoes_stop` (the streamed text includes the stop string
-that fired: hold back what may begin one, strip it at the end; koboldcpp),
+that fired, maybe inside a longer token: the text is cut where the first stop
+string begins, and a tail that may begin one is held back; koboldcpp),
 `pins_slots` (`slot` is honoured) and `unfinished` (the ConnectionLost text).
 Sampler names come from samplers.py. Callers see only `Completion`.
 """
@@ -35,6 +36,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 import requests
+import urllib3
 from sseclient import Event, SSEClient
 
 from broken_record.errors import ParrotError, ServerError
@@ -139,7 +141,7 @@ class Engine:
     sampler_names: Mapping[str, str | None] = MappingProxyType({})
     pins_slots: ClassVar[bool] = False        # stream(slot=...) runs the request in that slot
     stream_end: ClassVar[str | None] = None   # a data line that ends the stream: "[DONE]"
-    echoes_stop: ClassVar[bool] = False       # the streamed text includes the stop string that fired
+    echoes_stop: bool = False                 # the streamed text includes the stop string that fired
     unfinished: ClassVar[str] = "ended the stream before its final chunk"
 
     def __init__(self, url: str, timeout: float = 300.0, api_model: str | None = None,
@@ -187,13 +189,15 @@ class Engine:
 
     def events(self, resp: requests.Response) -> Iterator[Event]:
         """SSE events from a streamed response; a dropped connection -> ConnectionLost."""
-        client = SSEClient(resp.iter_content(chunk_size=None))
+        client = SSEClient(body_as_it_arrives(resp))
         self._active = resp
         try:
             yield from client.events()
-        except (requests.RequestException, ConnectionError, AttributeError, ValueError) as err:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
+                AttributeError, ValueError) as err:
             # AttributeError/ValueError: the response was closed under us by abort()
-            raise ConnectionLost(f"stream dropped ({type(err).__name__})")
+            raise ConnectionLost(f"{self.role} server {self.url} dropped the stream before its end "
+                                 f"({type(err).__name__})")
         finally:
             self._active = None
             resp.close()
@@ -223,8 +227,12 @@ class Engine:
             target = self.sampler_names.get(name)
             if target is None:
                 dropped.append(name)
-            else:
-                params[target] = value
+                continue
+            *outer, leaf = target.split(".")   # "structured_outputs.regex" nests
+            into = params
+            for key in outer:
+                into = into.setdefault(key, {})
+            into[leaf] = value
         return params, dropped
 
     def count_tokens(self, text: str) -> int | None:
@@ -280,12 +288,12 @@ class Engine:
         """
         raise NotImplementedError
 
-    def _complete(self, finish: dict[str, Any], prompt: str, result: Completion) -> None:
+    def _complete(self, finish: dict[str, Any], body: dict[str, Any], result: Completion) -> None:
         """Fill in the stop reason, token counts and timings once the stream has ended.
 
-        `finish`: the last `Chunk.finish`; `result.text` is set (and, with
-        `echoes_stop`, a stop string found at its end is stripped and in
-        `result.stopping_word`, with `result.stop` = "word").
+        `finish`: the last `Chunk.finish`; `body`: the request sent; `result.text` is set (and, with
+        `echoes_stop`, the text is cut where the first stop string begins, and
+        that string is in `result.stopping_word`, with `result.stop` = "word").
         """
         raise NotImplementedError
 
@@ -295,8 +303,9 @@ class Engine:
         path, body = self._completion_request(prompt, params, max_tokens, stop, slot, fresh)
         t0 = clock()
         resp = self._post_stream(path, body)
-        pieces: list[str] = []
-        held = ""       # echoes_stop: text that may be the start of a stop string, shown once it is not
+        received = ""   # all the text the server sent
+        shown = 0       # how much of it has been yielded
+        cut: tuple[int, str] | None = None   # echoes_stop: where the first stop string begins, and it
         finish: dict[str, Any] | None = None
         ended = False   # the stream_end line came
         for event in self.events(resp):
@@ -315,30 +324,57 @@ class Engine:
                     continue
                 if result.ttft_ms is None:
                     result.ttft_ms = clock() - t0
-                pieces.append(piece)
+                received += piece
+                if cut is not None:
+                    continue
+                safe = len(received)
                 if self.echoes_stop:
-                    held += piece
-                    piece, held = split_held(held, stop)
-                if piece:
-                    yield piece
+                    # a stop string may arrive inside a piece ("!\n" or "\n\n" in one token)
+                    # or across pieces: show only what is before it, and hold back
+                    # a tail that may begin one until the next piece says
+                    cut = first_stop(received, stop, since=max(0, shown - longest(stop)))
+                    safe = cut[0] if cut else len(received) - held_tail(received, stop)
+                if safe > shown:
+                    yield received[shown:safe]
+                    shown = safe
             if chunk.finish is not None:
                 finish = chunk.finish
             if chunk.last:
                 break
         result.wall_ms = clock() - t0
-        text, word = "".join(pieces), None
-        if self.echoes_stop:
-            text, word = strip_stop(text, stop)
-            tail, _ = strip_stop(held, stop)
-            if tail:
-                yield tail
+        text, word = received, None
+        if cut is not None:
+            text, word = received[: cut[0]], cut[1]
+        elif len(received) > shown:
+            yield received[shown:]   # a held tail that did not become a stop string
         result.text = text
         if finish is None:
             missing = "" if ended or self.stream_end is None else f" or {self.stream_end}"
             raise ConnectionLost(f"{self.role} server {self.url} {self.unfinished}{missing}")
         if word is not None:
             result.stop, result.stopping_word = "word", word
-        self._complete(finish, prompt, result)
+        self._complete(finish, body, result)
+
+
+def body_as_it_arrives(resp: requests.Response) -> Iterator[bytes]:
+    """A streamed body's bytes as they arrive, whatever its framing.
+
+    A chunked body (llama-server, vLLM) comes chunk by chunk. A body that
+    ends when the server closes the connection (koboldcpp: HTTP/1.0, neither
+    Content-Length nor chunked encoding) must be read with `read1`, which
+    returns what has arrived: `iter_content(chunk_size=None)` reads such a
+    body to its end before giving any of it, and a stream then arrives in one
+    piece when generation is over.
+    """
+    raw = resp.raw
+    if raw.chunked and raw.supports_chunked_reads():
+        yield from raw.read_chunked(None, decode_content=True)
+        return
+    while True:
+        data = raw.read1(65536)
+        if not data:
+            return
+        yield data
 
 
 def parse_data(data: str, result: Completion) -> dict[str, Any] | None:
@@ -358,23 +394,32 @@ def clock() -> float:
     return time.perf_counter() * 1000.0
 
 
-def strip_stop(text: str, stop: list[str]) -> tuple[str, str | None]:
-    """Remove a trailing stop string: ("Hi\\n", ["\\n"]) -> ("Hi", "\\n")."""
+def longest(stop: list[str]) -> int:
+    return max((len(s) for s in stop), default=0)
+
+
+def first_stop(text: str, stop: list[str], since: int = 0) -> tuple[int, str] | None:
+    """Where the first stop string in `text` (from `since` on) begins, and which:
+    (" Hi!\n\nOh", ["\n"]) -> (4, "\n"). Of two starting at the same place, the longer."""
+    best: tuple[int, str] | None = None
     for s in stop:
-        if s and text.endswith(s):
-            return text[: -len(s)], s
-    return text, None
+        if not s:
+            continue
+        at = text.find(s, since)
+        if at >= 0 and (best is None or at < best[0] or (at == best[0] and len(s) > len(best[1]))):
+            best = (at, s)
+    return best
 
 
-def split_held(held: str, stop: list[str]) -> tuple[str, str]:
-    """Hold back a tail that could begin a stop string: ("Hi\\n", ["\\n"]) -> ("Hi", "\\n")."""
+def held_tail(text: str, stop: list[str]) -> int:
+    """How many characters at the end of `text` could begin a stop string: ("Hi\n", ["\n\n"]) -> 1."""
     keep = 0
     for s in stop:
-        for k in range(min(len(s), len(held)), 0, -1):
-            if held.endswith(s[:k]):
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
                 keep = max(keep, k)
                 break
-    return held[: len(held) - keep], held[len(held) - keep:]
+    return keep
 
 
 def unreachable(role: str, url: str) -> ServerError:

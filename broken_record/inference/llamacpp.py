@@ -51,7 +51,7 @@ class LlamaServer(Engine):
         final = bool(obj.get("stop"))
         return Chunk(pieces=[obj.get("content") or ""], finish=obj if final else None, last=final)
 
-    def _complete(self, finish: dict[str, Any], prompt: str, result: Completion) -> None:
+    def _complete(self, finish: dict[str, Any], body: dict[str, Any], result: Completion) -> None:
         stop_type = finish.get("stop_type")
         if stop_type in STOP_TYPES:
             result.stop = str(stop_type)

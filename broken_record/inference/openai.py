@@ -1,21 +1,47 @@
-"""OpenAI-compatible `/v1/completions`: vLLM, aphrodite-engine, tabbyAPI, llama-server.
+"""OpenAI-compatible `/v1/completions`: vLLM, aphrodite-engine, tabbyAPI, llama-server, koboldcpp.
 
-Chunks carry `choices[0].text` and `finish_reason` ("stop" | "length");
-vLLM adds `stop_reason` (null = EOS, a string = the stop string that fired).
-Usage comes in a last chunk with `choices: []` (stream_options.include_usage),
-then `data: [DONE]`. vLLM's `max_tokens` defaults to 16: always sent.
+Chunks carry `choices[0].text` and `finish_reason` ("stop" | "length"; JSON
+null, or koboldcpp's string "null", until the end); vLLM adds `stop_reason`
+(null = EOS, a string = the stop string that fired). Usage comes in a last
+chunk with `choices: []` (stream_options.include_usage), then `data: [DONE]`.
+vLLM's `max_tokens` defaults to 16: always sent.
+
+An OpenAI-compatible server is not one dialect. `probe` finds out which
+server is behind `/v1` (`backend`): koboldcpp answers `/api/extra/version`,
+llama-server `/props`, vLLM lists `owned_by: "vllm"` in `/v1/models`; each
+gets its own sampler names (samplers.py) and its own way to the facts the
+stream leaves out:
+
+- llama-server says "stop" for EOS and a stop string alike: the request asks
+  for `logprobs: 1`, and the last token's text (empty for EOS) tells them apart.
+- koboldcpp says "length" for the limit and a stop string alike, keeps the
+  stop string in the text (`echoes_stop`), sends no usage (not even with
+  include_usage) and no context length: its native endpoints count the
+  tokens and give the context (kobold.py).
+- Any other server: the "openai" names (aphrodite-engine's), and a turn's
+  tokens from the usage chunk or `/tokenize`; without either the turn fails
+  with an error rather than count 0.
+
 The `slot` of `stream` is not sent, even to a llama-server backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 from broken_record.inference import samplers
 from broken_record.inference.base import Chunk, Completion, Engine, EngineError, ServerInfo
+from broken_record.inference.kobold import NOT_FINISHED, KoboldCpp
 from broken_record.inference.llamacpp import LlamaServer
+
+BACKENDS = ("llama-server", "vllm", "koboldcpp")
+
+
+class KoboldV1(KoboldCpp):
+    """koboldcpp's native endpoints, for what its `/v1` does not say: a request there carries `seed`."""
+
+    seed_name: ClassVar[str] = "seed"
 
 
 class OpenAICompatible(Engine):
@@ -23,6 +49,9 @@ class OpenAICompatible(Engine):
     sampler_names: Mapping[str, str | None] = samplers.spellings("openai")
     stream_end: ClassVar[str | None] = "[DONE]"
     unfinished: ClassVar[str] = "ended the stream without a finish_reason"
+    backend: str | None = None            # which server is behind /v1 (BACKENDS), None: not known
+    native: Engine | None = None          # its native adapter, for counts and context
+    _last_token: dict[str, Any] | None = None   # the last logprobs entry of the stream being read
 
     def probe(self) -> ServerInfo:
         models = self._json("GET", "/v1/models", timeout=10)
@@ -36,25 +65,47 @@ class OpenAICompatible(Engine):
         entry = next((m for m in data if m.get("id") == self.api_model), first)
         self.info = ServerInfo(engine=self.kind, url=self.url, model=self.api_model,
                                n_ctx=entry.get("max_model_len"))
-        # llama-server behind its OpenAI endpoint: it takes native sampler names
-        # and tells us its context and template.
-        try:
-            native = LlamaServer(self.url, timeout=10, role=self.role).probe()
-        except EngineError:
-            native = None
-        if native:
-            self.sampler_names = MappingProxyType({**samplers.spellings("openai"),
-                                                   **samplers.spellings("llama-server")})
-            self.info.n_ctx = self.info.n_ctx or native.n_ctx
-            self.info.chat_template = native.chat_template
-            self.info.extra["backend"] = "llama-server"
+        self._identify(entry)
         return self.info
 
-    def count_tokens(self, text: str) -> int | None:
-        # vLLM and aphrodite: /tokenize {model, prompt}; llama-server: {content}
+    def _identify(self, entry: dict[str, Any]) -> None:
+        """Find the server behind /v1 and take its dialect."""
+        assert self.info is not None
+        kobold = KoboldV1(self.url, timeout=10, role=self.role)
+        llama = LlamaServer(self.url, timeout=10, role=self.role)
+        if "KoboldCpp" in str(self._get_quietly("/api/extra/version").get("result", "")):
+            self.backend, self.native, dialect = "koboldcpp", kobold, "koboldcpp-v1"
+            self.echoes_stop = True   # this server's text keeps the stop string
+            self.info.n_ctx = self.info.n_ctx or kobold.context()
+            self.info.extra["version"] = kobold.version()
+        elif "default_generation_settings" in self._get_quietly("/props"):
+            native = llama.probe()
+            self.backend, self.native, dialect = "llama-server", llama, "llama-server"
+            self.info.n_ctx = self.info.n_ctx or native.n_ctx
+            self.info.chat_template = native.chat_template
+        elif entry.get("owned_by") == "vllm":
+            self.backend, dialect = "vllm", "vllm"
+            self.info.extra["version"] = self._get_quietly("/version").get("version")
+        else:
+            self.backend, dialect = None, "openai"
+        self.sampler_names = samplers.spellings(dialect)
+        self.info.extra["backend"] = self.backend or "unidentified"
+
+    def _get_quietly(self, path: str) -> dict[str, Any]:
+        """A probe's JSON answer, {} for anything else."""
         try:
-            body = self._json("POST", "/tokenize",
-                              json={"model": self.api_model, "prompt": text, "content": text})
+            resp = self._request("GET", path, timeout=10)
+            body = resp.json() if resp.status_code == 200 else {}
+        except (EngineError, ValueError):
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def count_tokens(self, text: str) -> int | None:
+        if self.native is not None:
+            return self.native.count_tokens(text)
+        # vLLM and aphrodite: /tokenize {model, prompt}
+        try:
+            body = self._json("POST", "/tokenize", json={"model": self.api_model, "prompt": text})
         except EngineError:
             return None
         if "count" in body:
@@ -63,9 +114,13 @@ class OpenAICompatible(Engine):
 
     def _completion_request(self, prompt: str, params: Mapping[str, Any], max_tokens: int,
                             stop: list[str], slot: int | None, fresh: bool) -> tuple[str, dict[str, Any]]:
-        return "/v1/completions", {**params, "model": self.api_model, "prompt": prompt,
-                                   "max_tokens": max_tokens, "stream": True, "stop": stop,
-                                   "stream_options": {"include_usage": True}}
+        self._last_token = None
+        body = {**params, "model": self.api_model, "prompt": prompt, "max_tokens": max_tokens,
+                "stream": True, "stop": stop, "stream_options": {"include_usage": True}}
+        if self.backend == "llama-server":
+            # the last token's logprobs entry tells EOS (empty text) from a stop string
+            body["logprobs"] = max(1, int(body.get("logprobs") or 1))
+        return "/v1/completions", body
 
     def _read(self, obj: dict[str, Any], result: Completion) -> Chunk:
         chunk = Chunk()
@@ -74,8 +129,13 @@ class OpenAICompatible(Engine):
             if piece is None:
                 piece = (choice.get("delta") or {}).get("content") or ""
             chunk.pieces.append(piece)
-            if choice.get("finish_reason"):
+            logprobs = choice.get("logprobs") or {}
+            if isinstance(logprobs, dict) and logprobs.get("content"):
+                self._last_token = logprobs["content"][-1]
+            if choice.get("finish_reason") not in NOT_FINISHED:
                 chunk.finish = choice
+                # koboldcpp sends nothing that matters after it ([DONE], unterminated, at the close)
+                chunk.last = self.backend == "koboldcpp"
         usage = obj.get("usage")
         if usage:
             result.tokens = usage.get("completion_tokens")
@@ -92,13 +152,37 @@ class OpenAICompatible(Engine):
                 result.cached_tokens = timings["cache_n"]
         return chunk
 
-    def _complete(self, finish: dict[str, Any], prompt: str, result: Completion) -> None:
+    def _complete(self, finish: dict[str, Any], body: dict[str, Any], result: Completion) -> None:
+        reason = finish["finish_reason"]
         stop_reason = finish.get("stop_reason")
-        if finish["finish_reason"] == "length":
+        if isinstance(self.native, KoboldCpp):
+            self.native.finish(reason, body, result)
+            return
+        if result.stopping_word is not None:
+            pass
+        elif reason == "length":
             result.stop = "limit"
         elif isinstance(stop_reason, str):
             result.stop, result.stopping_word = "word", stop_reason
+        elif self.backend == "llama-server":
+            result.stop, result.stopping_word = self._llama_stop(body.get("stop") or [])
         else:
-            # finish_reason "stop" without stop_reason means EOS on vLLM; servers that
-            # omit stop_reason cannot tell EOS from a stop string.
+            # finish_reason "stop" without stop_reason means EOS on vLLM; other servers
+            # that omit stop_reason cannot tell EOS from a stop string.
             result.stop = "eos"
+        if result.tokens is None:
+            counted = self.count_tokens(result.text + (result.stopping_word or ""))
+            if counted is None:
+                raise EngineError(
+                    f"{self.role} server {self.url} gives no token count for a turn (no usage in its "
+                    f"stream, no /tokenize): set \"engine\" to its native API, or use another server")
+            result.tokens = counted + (1 if result.stop == "eos" else 0)
+
+    def _llama_stop(self, stop: list[str]) -> tuple[str, str | None]:
+        """llama-server's /v1 "stop": the last token's text is empty for EOS, a stop string's end else."""
+        token = self._last_token or {}
+        text = bytes(token.get("bytes") or []).decode("utf-8", "replace") or token.get("token") or ""
+        if not text:
+            return "eos", None
+        word = next((s for s in stop if s and (s.endswith(text) or text in s or s in text)), None)
+        return "word", word or (stop[0] if stop else None)

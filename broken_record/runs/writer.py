@@ -31,7 +31,8 @@ def closing_text(messages: Sequence[Message], raw_config: dict[str, Any], assist
              f"{layout.ASSISTANT_MODEL} {assistant_model}", f"{layout.USER_MODEL} {user_model}", ""]
     for m in messages:
         lines += [layout.section_header(m["role"], m["tokens_before"]), m["text"]]
-    lines += ["", layout.closing_line(total, len(messages))]
+    # the original's logs end with the closing line and then an empty line
+    lines += ["", layout.closing_line(total, len(messages)), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -77,6 +77,19 @@ def test_server_lists_and_user_servers():
     assert cfg.user.api_urls == ["http://c:3"]
 
 
+def test_a_user_on_the_assistants_server_takes_its_engine_and_template():
+    # user_api_url set to the assistant's own URL is sharing, as when it is unset
+    for user_url in (None, "http://a:1/", ["http://a:1"]):
+        cfg = parse_config({**BASE, "api_url": "http://a:1", "user_api_url": user_url,
+                            "engine": "koboldcpp", "tokenizer": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+        assert (cfg.user.engine, cfg.user.template) == ("koboldcpp", "chatml"), user_url
+    other = parse_config({**BASE, "api_url": "http://a:1", "user_api_url": "http://c:3",
+                          "engine": "koboldcpp", "tokenizer": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+    assert (other.user.engine, other.user.template) == ("auto", None)
+    assert parse_config({**BASE, "api_url": "http://a:1", "user_api_url": "http://c:3", "user_engine": "openai",
+                         "user_tokenizer": "google/gemma-2-2b-it"}).user.engine == "openai"
+
+
 @pytest.mark.parametrize("name, template", [
     ("HuggingFaceTB/SmolLM2-135M-Instruct", "chatml"), ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"),
     ("google/gemma-2-2b-it", "gemma"), ("mistralai/Mistral-7B-Instruct-v0.2", "mistral"),

@@ -24,9 +24,9 @@ def test_word_stop_strips_stop_string_and_counts_tokens(kind):
     assert "".join(pieces) == "Hello there, shy one."
     assert res.text == "Hello there, shy one."
     assert res.stop == "word" and res.stopping_word == "\n"
-    # the fake counts 4 words + the newline as 5 tokens; koboldcpp's count of the
-    # stripped text (BOS removed) is 4
-    assert res.tokens == (5 if kind == "openai" else 4)
+    # the fake counts 4 words + the newline as 5 tokens, as servers count the stop
+    # token; for koboldcpp the adapter counts text + stop string (BOS removed)
+    assert res.tokens == 5
     assert res.prompt_tokens == (2 if kind == "openai" else 3)
     assert res.ttft_ms is not None and res.wall_ms >= res.ttft_ms
 
@@ -148,8 +148,15 @@ def test_nothing_is_sent_until_the_stream_is_read():
         assert stream.text() == "ok" and len(fake.requests) == 1
 
 
-def test_openai_stream_without_done_or_finish_names_both():
-    # the connection drops after the first chunk: neither a finish_reason nor [DONE] came
+def test_a_chunked_stream_cut_midway_is_lost_and_names_the_server():
+    # vLLM's transport is chunked: the connection dropping inside the body is a broken framing
     with FakeServer("openai", ["one two three\n"], die_after={0: 1}) as fake, \
-            pytest.raises(ConnectionLost, match=r"without a finish_reason or \[DONE\]$"):
+            pytest.raises(ConnectionLost, match=r"assistant server http://127\.0\.0\.1:\d+ dropped the stream"):
+        connect(fake.url).stream("p", {}, 50, STOP).text()
+
+
+def test_a_close_delimited_stream_without_a_finish_is_lost():
+    # koboldcpp's transport ends the body at the close: a cut looks like a clean end without a finish
+    with FakeServer("koboldcpp", ["one two three four five six\n"], die_after={0: 1}) as fake, \
+            pytest.raises(ConnectionLost, match=r"closed the stream without a finish_reason$"):
         connect(fake.url).stream("p", {}, 50, STOP).text()

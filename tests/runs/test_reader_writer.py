@@ -84,6 +84,15 @@ def test_jsonl_and_text_log_of_one_conversation_agree(tmp_path):
     assert a.loop_density == 0.8407304669440592  # the test vector's figure, through our own writer
 
 
+def test_a_written_text_log_ends_as_the_originals_do(tmp_path):
+    # the original's logs end with "--- T tokens, N turns ---" and then an empty line
+    log_path, _ = write_pair(tmp_path, TESTDATA / "parrot_norep_1.log")
+    original = (TESTDATA / "parrot_norep_1.log").read_text(encoding="utf-8")
+    ours = log_path.read_text(encoding="utf-8")
+    assert original.endswith(" turns ---\n\n") and ours.endswith(" turns ---\n\n")
+    assert ours.splitlines()[-2] == original.splitlines()[-2] == "--- 2065 tokens, 21 turns ---"
+
+
 def test_jsonl_without_footer_is_partial(tmp_path):
     lines = (RUN_A / "parrot_markup_1.jsonl").read_text().splitlines()
     killed = tmp_path / "killed.jsonl"
