@@ -1,10 +1,15 @@
 """Shared fixtures: one real llama-server with the bundled model for the session.
 
 Markers (pyproject.toml): ``server`` for a test that starts or uses a real
-llama-server, ``browser`` for one that drives Streamlit or chromium. A test
-that asks for the ``llama_server`` fixture is marked ``server`` here, so
+llama-server or vLLM, ``vllm`` (as well) for one that uses the real vLLM,
+``browser`` for one that drives Streamlit or chromium. A test that asks for
+the ``llama_server`` or ``vllm_server`` fixture is marked here, so
 ``pytest -m "not server and not browser"`` (``make test-fast``) never waits
 for a model to load.
+
+The vLLM tier needs ``make setup-vllm`` (scripts/setup_vllm.sh: its own
+virtual environment in .venv-vllm and the bundled model converted for it);
+without it the ``vllm_server`` tests are skipped and say why.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
-SERVER_FIXTURES = {"llama_server", "small_config", "v0_run"}
+SERVER_FIXTURES = {"llama_server", "small_config", "v0_run", "vllm_server"}
+VLLM_FIXTURES = {"vllm_server"}
 # Tests that start an embedded llama-server themselves (parrot.py, parrot.sh,
 # the judge or v0 on the embedded default), by module: a name, or "*" for all.
 STARTS_A_SERVER = {
@@ -58,6 +64,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or _listed(item, STARTS_A_SERVER):
             item.add_marker(pytest.mark.server)
+        if VLLM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.vllm)
         if _listed(item, DRIVES_A_PAGE):
             item.add_marker(pytest.mark.browser)
 
@@ -67,6 +75,77 @@ def llama_server():
     """The real llama-server, bundled SmolLM2-135M, 2 slots of 4096 tokens."""
     with EmbeddedServer(ctx=4096, slots=2, name="test") as srv:
         yield srv
+
+
+VLLM_VENV = ROOT / ".venv-vllm"
+VLLM_MODEL = VLLM_VENV / "smollm2-hf"
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    """The real vLLM (CPU) serving the bundled SmolLM2-135M, context 4096, for the session: its URL.
+
+    Started as scripts/setup_vllm.sh's start-up check starts it, in a process
+    group of its own, stopped with the group at the end of the session.
+    PARROT_TEST_VLLM_URL names one already running instead (for quick rounds
+    while developing).
+    """
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import requests
+
+    if os.environ.get("PARROT_TEST_VLLM_URL"):
+        yield os.environ["PARROT_TEST_VLLM_URL"]
+        return
+    missing = [p for p in (VLLM_VENV / "bin" / "python", VLLM_MODEL / "config.json",
+                           VLLM_MODEL / "model.safetensors") if not p.exists()]
+    if missing:
+        pytest.skip(f"the vLLM tier is not set up ({missing[0]} is missing): run `make setup-vllm`")
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(VLLM_VENV / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
+             "--model", str(VLLM_MODEL), "--host", "127.0.0.1", "--port", str(port),
+             "--max-model-len", "4096", "--dtype", "bfloat16", "--enforce-eager"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 600
+        while True:
+            try:
+                if requests.get(url + "/v1/models", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"vLLM exited during start-up (code {proc.returncode}): "
+                                   f"{log.read_text()[-2000:]}")
+            if time.time() > deadline:
+                raise RuntimeError(f"vLLM did not answer {url}/v1/models within 600 s: {log.read_text()[-2000:]}")
+            time.sleep(2)
+        yield url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -73,7 +73,10 @@ class Role:
     def warnings(self) -> list[str]:
         if not self.dropped:
             return []
-        return [f"{self.name} engine {self.info.engine} at {self.info.url} cannot honour "
+        info = self.info
+        backend = info.extra.get("backend")   # the server behind an OpenAI-compatible /v1
+        engine = f"{info.engine} ({backend})" if backend else info.engine
+        return [f"{self.name} engine {engine} at {info.url} cannot honour "
                 f"{', '.join(self.dropped)}: not sent"]
 
 

@@ -182,6 +182,9 @@ class Engine:
                 raise ContextOverflow(
                     f"{self.role} prompt of {err.get('n_prompt_tokens', '?')} tokens exceeds the "
                     f"context of {err.get('n_ctx', '?')} tokens at {self.url}")
+            if err.get("param") == "input_tokens" and "context length" in msg:
+                # vLLM: HTTP 400 BadRequestError before any stream, "This model's maximum context length..."
+                raise ContextOverflow(f"{self.role} prompt exceeds the context at {self.url}: {msg}")
             exc = EngineError(f"{self.role} server {self.url}{path}: HTTP {resp.status_code}: {msg}")
             exc.retryable = resp.status_code >= 500
             raise exc
