@@ -64,8 +64,9 @@ class JudgeGone(ParrotError):
 def constrained(engine: Engine) -> tuple[dict[str, Any], str | None]:
     """The request fields that constrain a reply to the object, and their name on the wire.
 
-    llama-server -> ``json_schema``; OpenAI-compatible -> ``guided_json``
-    (``json_schema`` when it is llama-server behind /v1); koboldcpp -> ``grammar``.
+    llama-server -> ``json_schema``; vLLM -> ``structured_outputs``; another
+    OpenAI-compatible server -> ``guided_json`` (the dialect of the server behind
+    /v1: ``json_schema`` for llama-server, ``grammar`` for koboldcpp); koboldcpp -> ``grammar``.
     ``({}, None)`` when the engine can do neither.
     """
     for name, value in (("json_schema", SCHEMA), ("grammar", GRAMMAR)):
