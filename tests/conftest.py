@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
-SERVER_FIXTURES = {"llama_server", "small_config", "v0_run", "vllm_server"}
+SERVER_FIXTURES = {"llama_server", "small_config", "v0_run", "vllm_server", "kobold_tokenizer", "kobold_replay"}
 VLLM_FIXTURES = {"vllm_server"}
 # Tests that start an embedded llama-server themselves (parrot.py, parrot.sh,
 # the judge or v0 on the embedded default), by module: a name, or "*" for all.
@@ -68,6 +68,45 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.vllm)
         if _listed(item, DRIVES_A_PAGE):
             item.add_marker(pytest.mark.browser)
+
+
+# What each engine gave in the conformance test (tests/inference/test_conformance.py):
+# engine -> check -> result, printed as one table at the end of the session.
+CONFORMANCE: dict[str, dict[str, str]] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not CONFORMANCE:
+        return
+    checks = list(dict.fromkeys(c for row in CONFORMANCE.values() for c in row))
+    terminalreporter.section("engine conformance")
+    terminalreporter.write_line("| engine | " + " | ".join(checks) + " |")
+    terminalreporter.write_line("|" + " --- |" * (len(checks) + 1))
+    for engine, row in CONFORMANCE.items():
+        terminalreporter.write_line(f"| {engine} | " + " | ".join(row.get(c, "—") for c in checks) + " |")
+
+
+@pytest.fixture(scope="session")
+def kobold_tokenizer(llama_server):
+    """The bundled model's tokenizer (the real llama-server's /tokenize), for the koboldcpp
+    replay's counts of texts that were not recorded: text -> ids, without BOS."""
+    import requests
+
+    def tokenize(text: str) -> list[int]:
+        resp = requests.post(llama_server.url + "/tokenize",
+                             json={"content": text, "add_special": False, "parse_special": True}, timeout=30)
+        return resp.json()["tokens"]
+    return tokenize
+
+
+@pytest.fixture
+def kobold_replay(kobold_tokenizer):
+    """koboldcpp 1.76 replayed from its recordings (tests/replay.py), default script, real timing;
+    tokencounts of texts not recorded come from the bundled model's tokenizer."""
+    from replay import KoboldReplay
+
+    with KoboldReplay(tokenizer=kobold_tokenizer) as replay:
+        yield replay
 
 
 @pytest.fixture(scope="session")

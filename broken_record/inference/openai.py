@@ -179,9 +179,15 @@ class OpenAICompatible(Engine):
             result.tokens = counted + (1 if result.stop == "eos" else 0)
 
     def _llama_stop(self, stop: list[str]) -> tuple[str, str | None]:
-        """llama-server's /v1 "stop": the last token's text is empty for EOS, a stop string's end else."""
+        """llama-server's /v1 "stop": the last token's text is empty for EOS, a stop string's end else.
+
+        Observed: ``{"id": 198, "token": "", "bytes": [], "top_logprobs": [{"id": 198, "token": "\\n",
+        "bytes": [10]}]}`` for a stop on "\\n"; ``{"id": 2, "token": "", "bytes": [], ...}`` (the same
+        in top_logprobs) for EOS."""
         token = self._last_token or {}
-        text = bytes(token.get("bytes") or []).decode("utf-8", "replace") or token.get("token") or ""
+        # the entry's own text is blanked for a stop string; its top_logprobs entry of the same id keeps it
+        same = next((t for t in token.get("top_logprobs") or [] if t.get("id") == token.get("id")), token)
+        text = bytes(same.get("bytes") or []).decode("utf-8", "replace") or same.get("token") or ""
         if not text:
             return "eos", None
         word = next((s for s in stop if s and (s.endswith(text) or text in s or s in text)), None)

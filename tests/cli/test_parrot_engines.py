@@ -49,3 +49,27 @@ def test_a_conversation_on_the_real_vllm(tmp_path, vllm_server):
             assert t["tokens"] < 48 or t["stop"] == "word"
         assert t["ttft_ms"] < t["wall_ms"]
     print(json.dumps([{k: t[k] for k in ("index", "role", "tokens", "stop", "ttft_ms", "wall_ms")} for t in turns]))
+
+
+def test_a_conversation_on_the_koboldcpp_replay_streams_turn_by_turn(tmp_path, kobold_tokenizer):
+    from replay import KoboldReplay
+    script = ["stream-a-newline-stop", "stream-b-eos", "stream-c-limit16", "stream-d-stop-in-multichar-token"]
+    with KoboldReplay(script=script, tokenizer=kobold_tokenizer) as replay:
+        r, records = converse(tmp_path, api_url=replay.url, total_tokens=160, turn_max_tokens=48, seed=42,
+                              timeout=300)
+        served = list(replay.served)
+        unmatched = list(replay.unmatched)
+    assert r.returncode == 0, r.stderr
+    assert not unmatched
+    header, footer, turns = records[0], records[-1], model_turns(records)
+    assert header["assistant"]["engine"] == header["user"]["engine"] == "koboldcpp"
+    assert footer["complete"] and len(turns) == len(served) >= 5
+    expected = {"stream-a-newline-stop": ("word", 33), "stream-b-eos": ("eos", 28),
+                "stream-c-limit16": ("limit", 16), "stream-d-stop-in-multichar-token": ("word", 7)}
+    for turn, name in zip(turns, served):
+        assert (turn["stop"], turn["tokens"]) == expected[name], (name, turn)
+        assert "\n" not in turn["generated"]
+        if name in ("stream-a-newline-stop", "stream-b-eos"):
+            # many events: the first arrives well before the turn ends
+            assert turn["ttft_ms"] < 0.75 * turn["wall_ms"], turn
+    print(json.dumps([{k: t[k] for k in ("index", "role", "tokens", "stop", "ttft_ms", "wall_ms")} for t in turns]))
