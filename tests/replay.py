@@ -146,8 +146,8 @@ class Exchange:
 
 class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
-    daemon_threads = True
-    block_on_close = True  # server_close() joins the connection threads
+    daemon_threads = False  # server_close() joins only non-daemon connection threads
+    block_on_close = True
     replay: KoboldReplay
 
 
