@@ -35,25 +35,13 @@ __all__ = ["ADAPTERS", "Completion", "ConnectionLost", "ContextOverflow", "Engin
 def detect(url: str, timeout: float = 10.0, role: str = "assistant") -> str:
     """Which engine serves `url`: koboldcpp, llama-server, or openai."""
     probe = Engine(url, timeout=timeout, role=role)
-    reached = False
-    for path, kind in (("/api/extra/version", "koboldcpp"), ("/props", "llama-server"),
-                       ("/v1/models", "openai")):
-        try:
-            resp = probe._request("GET", path, timeout=timeout)
-        except ConnectionLost:
-            break
-        reached = True
-        if resp.status_code == 200:
-            try:
-                body = resp.json()
-            except ValueError:
-                continue
-            if kind == "koboldcpp" and "KoboldCpp" not in str(body.get("result", "")):
-                continue
-            if kind == "llama-server" and "default_generation_settings" not in body:
-                continue
+    try:
+        kind = probe.native_kind(timeout)
+        if kind:
             return kind
-    if not reached:
+        if probe.probe_json("/v1/models", timeout) is not None:
+            return "openai"
+    except ConnectionLost:
         raise unreachable(role, url)
     raise EngineError(f"{role} server {url} is not llama-server, koboldcpp or OpenAI-compatible "
                       f"(no /props, /api/extra/version or /v1/models): set \"engine\" in the config")

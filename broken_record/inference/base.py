@@ -173,6 +173,26 @@ class Engine:
         except ValueError:
             raise EngineError(f"{self.role} server {self.url}{path}: answer is not JSON")
 
+    def probe_json(self, path: str, timeout: float = 10.0) -> dict[str, Any] | None:
+        """The JSON object a probe's GET `path` answers with HTTP 200, None for any other
+        answer; ConnectionLost when nothing answers."""
+        resp = self._request("GET", path, timeout=timeout)
+        try:
+            body = resp.json() if resp.status_code == 200 else None
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def native_kind(self, timeout: float = 10.0) -> str | None:
+        """"koboldcpp" or "llama-server" when this URL serves that server's own API, else None:
+        koboldcpp answers /api/extra/version with "KoboldCpp", llama-server /props with its
+        default_generation_settings."""
+        if "KoboldCpp" in str((self.probe_json("/api/extra/version", timeout) or {}).get("result", "")):
+            return "koboldcpp"
+        if "default_generation_settings" in (self.probe_json("/props", timeout) or {}):
+            return "llama-server"
+        return None
+
     def _post_stream(self, path: str, body: dict[str, Any]) -> requests.Response:
         resp = self._request("POST", path, json=body, stream=True)
         if resp.status_code != 200:

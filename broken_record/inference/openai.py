@@ -35,8 +35,6 @@ from broken_record.inference.base import Chunk, Completion, Engine, EngineError,
 from broken_record.inference.kobold import NOT_FINISHED, KoboldCpp
 from broken_record.inference.llamacpp import LlamaServer
 
-BACKENDS = ("llama-server", "vllm", "koboldcpp")
-
 
 class KoboldV1(KoboldCpp):
     """koboldcpp's native endpoints, for what its `/v1` does not say: a request there carries `seed`."""
@@ -49,7 +47,7 @@ class OpenAICompatible(Engine):
     sampler_names: Mapping[str, str | None] = samplers.spellings("openai")
     stream_end: ClassVar[str | None] = "[DONE]"
     unfinished: ClassVar[str] = "ended the stream without a finish_reason"
-    backend: str | None = None            # which server is behind /v1 (BACKENDS), None: not known
+    backend: str | None = None            # which server is behind /v1: llama-server, vllm, koboldcpp; None: not known
     native: Engine | None = None          # its native adapter, for counts and context
     _last_token: dict[str, Any] | None = None   # the last logprobs entry of the stream being read
 
@@ -71,34 +69,26 @@ class OpenAICompatible(Engine):
     def _identify(self, entry: dict[str, Any]) -> None:
         """Find the server behind /v1 and take its dialect."""
         assert self.info is not None
-        kobold = KoboldV1(self.url, timeout=10, role=self.role)
-        llama = LlamaServer(self.url, timeout=10, role=self.role)
-        if "KoboldCpp" in str(self._get_quietly("/api/extra/version").get("result", "")):
+        kind = self.native_kind()
+        if kind == "koboldcpp":
+            kobold = KoboldV1(self.url, timeout=10, role=self.role)
             self.backend, self.native, dialect = "koboldcpp", kobold, "koboldcpp-v1"
             self.echoes_stop = True   # this server's text keeps the stop string
             self.info.n_ctx = self.info.n_ctx or kobold.context()
             self.info.extra["version"] = kobold.version()
-        elif "default_generation_settings" in self._get_quietly("/props"):
+        elif kind == "llama-server":
+            llama = LlamaServer(self.url, timeout=10, role=self.role)
             native = llama.probe()
             self.backend, self.native, dialect = "llama-server", llama, "llama-server"
             self.info.n_ctx = self.info.n_ctx or native.n_ctx
             self.info.chat_template = native.chat_template
         elif entry.get("owned_by") == "vllm":
             self.backend, dialect = "vllm", "vllm"
-            self.info.extra["version"] = self._get_quietly("/version").get("version")
+            self.info.extra["version"] = (self.probe_json("/version") or {}).get("version")
         else:
             self.backend, dialect = None, "openai"
         self.sampler_names = samplers.spellings(dialect)
         self.info.extra["backend"] = self.backend or "unidentified"
-
-    def _get_quietly(self, path: str) -> dict[str, Any]:
-        """A probe's JSON answer, {} for anything else."""
-        try:
-            resp = self._request("GET", path, timeout=10)
-            body = resp.json() if resp.status_code == 200 else {}
-        except (EngineError, ValueError):
-            return {}
-        return body if isinstance(body, dict) else {}
 
     def count_tokens(self, text: str) -> int | None:
         if self.native is not None:

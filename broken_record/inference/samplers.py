@@ -24,7 +24,6 @@ finds out which server is behind ``/v1`` and takes that server's dialect
 (``OpenAICompatible.probe``: llama-server, vLLM, koboldcpp; any other gets
 the "openai" column, aphrodite-engine's names). docs/ENGINES.md has each
 engine's wire format.
-engine's wire format.
 """
 
 from __future__ import annotations
