@@ -1,29 +1,39 @@
-"""The ten loop and break types (README.md, "Loops and breaks"), found in a conversation's assistant turns.
+"""The ten loop and break types (README.md, "Loops and breaks"), found in each speaker's turns.
 
-Each detector takes the assistant turns (``Reply`` objects: what was said,
-whether the model generated it, and how it stopped when the log knows) and
-returns ``{"present": bool, "turns": [assistant-turn indices], "severity":
-0..1, ...}`` plus a few figures that explain the verdict. Turn indices count
-the conversation's assistant messages from 0, the opening line from the
-config included, as ``response_lengths`` does.
+A conversation is a list of ``Reply`` objects, one per message in order
+(the system prompt left out): what was said, by whom, whether the model
+generated it, how it stopped when the log knows, and its message number
+(the ``index`` of the ``.jsonl`` line, the reader's ``#m``). ``detect_all``
+judges both speakers; each type function judges one speaker's turns and
+returns ``{"present": bool, "turns": [that speaker's turn indices],
+"severity": 0..1, ...}`` plus the figures that explain the verdict. Turn
+indices count the speaker's messages from 0, the config's opening lines
+included; ``messages`` gives the message numbers of the same turns.
 
-Similarity between turns, used by the loop detectors:
+**Severity is the same for every type**: the share of the speaker's
+generated turns that show it (0.5: half of them). A type is present when at
+least one turn shows it.
 
-- near-verbatim: Jaccard overlap of word 3-gram sets (``jaccard``);
-- meaning: TF-IDF cosine over word 1-2-grams and character 4-grams, with
-  numpy (``tfidf_cosines``); a pair with high meaning overlap but low
-  verbatim overlap is a paraphrase, the sign of semantic repetition.
+Similarity between two turns:
 
-Breaks read the stop reason where the structured log has it (a turn that
-stopped on ``limit`` ran to ``turn_max_tokens``) and fall back to the text.
-Nothing here reads files or prints.
+- **verbatim** (``verbatim_overlaps``): Dice overlap of their word-bigram
+  multisets, 2·shared / (bigrams of one + bigrams of the other). Copied
+  wording scores high even with small edits or a changed repeat count;
+  a shared habitual opening in otherwise different turns scores low.
+- **meaning** (``tfidf_cosines``): TF-IDF cosine over word 1-2-grams and
+  character 4-grams. High meaning and low verbatim overlap is a paraphrase,
+  the sign of semantic repetition.
+
+Both are computed once per conversation with numpy over every pair of
+messages at most ``WINDOW`` apart, so the work grows linearly with the
+conversation. Nothing here reads files or prints.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,29 +47,41 @@ if TYPE_CHECKING:
 LOOP_TYPES = ("single_turn_loop", "multi_turn_loop", "intra_turn_repetition",
               "prefix_repetition", "semantic_repetition")
 BREAK_TYPES = ("word_soup", "nothing_to_say", "apostrophe_break", "leading_whitespace", "rejection")
+# The loop types that make a conversation "looping" (its loop onset): a habitual
+# opening alone does not, unless it has grown into long repeated openings.
+CONTENT_LOOPS = ("single_turn_loop", "multi_turn_loop", "intra_turn_repetition", "semantic_repetition")
+SPEAKERS = ("assistant", "user")
 
-NEAR_DUPLICATE = 0.5  # word 3-gram Jaccard at or above which two turns repeat each other
+NEAR_VERBATIM = 0.5  # bigram Dice at or above which a turn repeats another
+MAX_PERIOD = 8  # the longest cycle multi_turn_loop looks for, in the speaker's turns
 PARAPHRASE_COSINE = 0.5  # TF-IDF cosine at or above which two turns say the same thing
-PARAPHRASE_MAX_OVERLAP = 0.3  # ... while sharing less than this verbatim
-SEMANTIC_WINDOW = 3  # a turn is compared with this many turns before it
-INTRA_SEQ_REP = 0.4  # seq-rep-4 of one turn at or above which it repeats itself
+SEMANTIC_WINDOW = 3  # a turn is compared with this many of the speaker's turns before it
+WINDOW = 2 * MAX_PERIOD + 1  # messages apart that pairs are scored for (both speakers interleaved)
+INTRA_GRAM = 3  # intra-turn repetition: word n-grams of this size ...
+INTRA_REPEATS = 3  # ... occurring this often in the turn ...
+INTRA_COVER = 0.3  # ... covering at least this share of its words
 INTRA_MIN_TOKENS = 12
 PREFIX_WORDS = 3
 PREFIX_SHARE = 0.5
-SOUP_MIN_CHARS = 400  # text-only fallback: a rambling turn is at least this long
-SOUP_ODD_SHARE = 0.15  # ... and at least this share of its words look malformed
+PREFIX_LONG = 8  # shared openings of this many words count as a loop, not a habit
+SOUP_ODD_SHARE = 0.2  # word soup: at least this share of words malformed ...
+SOUP_MIN_WORDS = 6
+SOUP_FUNCTION_SHARE = 0.12  # ... or fewer function words than this (in 20+ words): no syntax
+SOUP_FUNCTION_MIN_WORDS = 20
 WHITESPACE_MIN = 2
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One assistant turn as the detectors see it."""
+    """One turn as the detectors see it."""
 
     text: str  # stripped, speaker prefix removed
     raw: str = ""  # as generated, leading whitespace kept
     generated: bool = True  # False for the config's opening lines
     stop: str | None = None  # "eos" | "limit" | "word" | "error" | None
     tokens: int | None = None
+    message: int = -1  # the message number (the .jsonl index); -1 when unknown
+    speaker: str = "assistant"
     words: tuple[str, ...] = field(init=False, repr=False, compare=False)  # metrics.tokens(text), once
     rep4: float = field(init=False, repr=False, compare=False)  # seq-rep-4 of the words, once
 
@@ -70,64 +92,110 @@ class Reply:
 
 
 def replies_from_turns(turns: Iterable[Turn]) -> list[Reply]:
-    """``Reply`` objects from assistant turns read by runs/reader.py (``reader.Turn``)."""
-    return [Reply(text=t.content, raw=t.raw, generated=t.source != "config", stop=t.stop, tokens=t.tokens)
-            for t in turns]
+    """``Reply`` objects from the turns read by runs/reader.py (``reader.Turn``), system prompts left out."""
+    return [Reply(text=t.content, raw=t.raw, generated=t.source != "config", stop=t.stop, tokens=t.tokens,
+                  message=t.index, speaker=t.role)
+            for t in turns if t.role in SPEAKERS]
 
 
-def _entry(present: bool, turns, severity: float, **extra) -> dict:
-    return {"present": bool(present), "turns": sorted(set(int(t) for t in turns)),
-            "severity": round(float(min(1.0, max(0.0, severity))), 4), **extra}
+def _entry(replies: Sequence[Reply], turns: Iterable[int], **extra) -> dict:
+    """A type's entry; severity is the share of the speaker's generated turns involved."""
+    turns = sorted(set(int(t) for t in turns))
+    generated = sum(1 for r in replies if r.generated)
+    return {"present": bool(turns), "turns": turns, "messages": [replies[t].message for t in turns],
+            "severity": round(len(turns) / generated, 4) if generated else 0.0, **extra}
 
 
-def _generated(replies: list[Reply]) -> list[int]:
-    return [i for i, r in enumerate(replies) if r.generated]
+def _loop_entry(replies: Sequence[Reply], turns: Iterable[int], **extra) -> dict:
+    entry = _entry(replies, turns, **extra)
+    onset = entry["turns"][0] if entry["turns"] else None
+    entry["onset"] = onset
+    entry["onset_message"] = replies[onset].message if onset is not None else None
+    return entry
 
 
 # --- similarity ------------------------------------------------------------------
-
-
-def shingles(text: str | tuple, k: int = 3) -> frozenset:
-    """Word k-grams of a text (or of its tokens); the whole token tuple when it is shorter.
-
-    ``"a b c d"`` -> ``{("a","b","c"), ("b","c","d")}``.
-    """
-    toks = tokens(text) if isinstance(text, str) else text
-    if len(toks) < k:
-        return frozenset([tuple(toks)]) if toks else frozenset()
-    return frozenset(zip(*(toks[i:] for i in range(k))))
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    """``({1, 2}, {2, 3})`` -> ``1/3``; two empty sets -> 0.0."""
-    if not a or not b:
-        return 0.0
-    shared = len(a & b)
-    return shared / (len(a) + len(b) - shared)
-
-
-def overlaps(replies: list[Reply]) -> list[frozenset]:
-    return [shingles(r.words) for r in replies]
-
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _MIX2 = np.uint64(0xBF58476D1CE4E5B9)
 
 
-def _feature_ids(texts: list[str], words: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+def _word_hashes(words: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """(64-bit hash of every word of every text, the text each belongs to)."""
+    sizes = [len(toks) for toks in words]
+    hashes = np.fromiter((hash(w) for toks in words for w in toks), dtype=np.int64,
+                         count=sum(sizes)).view(np.uint64)
+    return hashes, np.repeat(np.arange(len(words)), sizes)
+
+
+def _bigrams(hashes: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the word bigrams inside each text, and their texts."""
+    same = owner[1:] == owner[:-1]
+    grams = ((hashes[:-1] * _MIX) ^ (hashes[1:] * _MIX2) ^ np.uint64(1))[same]
+    return grams, owner[1:][same]
+
+
+def _pair_sums(feature: np.ndarray, text: np.ndarray, weight: np.ndarray, count: int, window: int) -> np.ndarray:
+    """``out[i, d]``: sum over the features texts i and i - d share of the product of their weights.
+
+    ``feature``/``text``/``weight``: one row per (feature, text), each pair
+    once, sorted by feature then text; so texts at most ``window`` apart
+    that share a feature are at most ``window`` rows apart.
+    """
+    out = np.zeros((count, window + 1))
+    for step in range(1, window + 1):
+        if step >= len(feature):
+            break
+        keep = (feature[step:] == feature[:-step]) & (text[step:] - text[:-step] <= window)
+        gap = text[step:][keep] - text[:-step][keep]
+        np.add.at(out, (text[step:][keep], gap), weight[step:][keep] * weight[:-step][keep])
+    return out
+
+
+def _rows(ids: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique (feature, text) rows sorted by feature then text, with their counts.
+
+    The text index takes the low 24 bits of the key (a feature keeps 40 bits).
+    """
+    keys, counts = np.unique((ids & ~np.uint64(0xFFFFFF)) | owner.astype(np.uint64), return_counts=True)
+    return keys >> np.uint64(24), (keys & np.uint64(0xFFFFFF)).astype(np.int64), counts
+
+
+def verbatim_overlaps(words: Sequence[tuple], window: int = WINDOW) -> np.ndarray:
+    """``out[i, d]``: bigram-multiset Dice overlap of texts i and i - d, for 0 < d <= window.
+
+    ``[("a","b","c"), ("a","b","c")]`` -> ``out[1, 1] == 1.0``.
+    """
+    count = len(words)
+    if count > 0xFFFFFF:
+        raise ValueError("verbatim_overlaps: at most 16M texts")
+    hashes, owner = _word_hashes(words)
+    grams, gram_owner = _bigrams(hashes, owner)
+    sizes = np.bincount(gram_owner, minlength=count).astype(np.float64)
+    # A bigram said twice in a text is two features: (gram, 1st) and (gram, 2nd).
+    order = np.lexsort((grams, gram_owner))
+    grams, gram_owner = grams[order], gram_owner[order]
+    first = np.concatenate(([True], (grams[1:] != grams[:-1]) | (gram_owner[1:] != gram_owner[:-1])))
+    starts = np.flatnonzero(first)
+    rank = np.arange(len(grams)) - np.repeat(starts, np.diff(np.append(starts, len(grams))))
+    ids = (grams ^ (rank.astype(np.uint64) * _MIX2)) * _MIX
+    feature, text, _ = _rows(ids, gram_owner)
+    shared = _pair_sums(feature, text, np.ones(len(feature)), count, window)
+    total = sizes[:, None] + np.array([np.roll(sizes, d) for d in range(window + 1)]).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dice = np.where(total > 0, 2 * shared / total, 0.0)
+    return dice
+
+
+def _feature_ids(texts: Sequence[str], words: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray]:
     """(text index, feature id) of every feature occurrence of every text.
 
     Features: word unigrams and bigrams, and character 4-grams of the
     lower-cased text with runs of whitespace made one space.
     """
-    sizes = [len(toks) for toks in words]
-    unigrams = np.fromiter((hash(w) for toks in words for w in toks), dtype=np.int64,
-                           count=sum(sizes)).view(np.uint64)
-    word_owner = np.repeat(np.arange(len(words)), sizes)
-    # A bigram pairs two words of the same text.
-    same = word_owner[1:] == word_owner[:-1]
-    bigrams = ((unigrams[:-1] * _MIX) ^ (unigrams[1:] * _MIX2) ^ np.uint64(1))[same]
-    owners, ids = [word_owner, word_owner[1:][same]], [unigrams, bigrams]
+    unigrams, word_owner = _word_hashes(words)
+    bigrams, bigram_owner = _bigrams(unigrams, word_owner)
+    owners, ids = [word_owner, bigram_owner], [unigrams, bigrams]
     flats = [" ".join(t.lower().split()) for t in texts]
     codes = np.frombuffer("\x00".join(flats).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     codes = codes.astype(np.uint64)
@@ -144,98 +212,131 @@ def _feature_ids(texts: list[str], words: list[tuple]) -> tuple[np.ndarray, np.n
         inside = np.arange(len(grams)) + 4 <= ends[gram_owner]
         ids.append(grams[inside])
         owners.append(gram_owner[inside])
-    if not ids:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint64)
     return np.concatenate(owners), np.concatenate(ids)
 
 
-def tfidf_cosines(texts: list[str], window: int = SEMANTIC_WINDOW,
-                  words: list[tuple] | None = None) -> dict[tuple[int, int], float]:
-    """Cosine of TF-IDF vectors for each pair (i, j) with 0 < i - j <= window.
+def tfidf_matrix(texts: Sequence[str], window: int, words: Sequence[tuple] | None = None) -> np.ndarray:
+    """``out[i, d]``: TF-IDF cosine of texts i and i - d, for 0 < d <= window.
 
     Features: word unigrams and bigrams and character 4-grams; sublinear tf
     (1 + log count), smoothed idf over the given texts, L2-normalised rows.
-    ``["a cat sat", "a cat sat"]`` -> ``{(1, 0): 1.0}``.
     """
     count = len(texts)
+    if count > 0xFFFFFF:
+        raise ValueError("tfidf_matrix: at most 16M texts")
     if count < 2:
-        return {}
-    if count > 0xFFFF:
-        raise ValueError("tfidf_cosines: at most 65535 texts")
+        return np.zeros((count, window + 1))
     words = words if words is not None else [tuple(tokens(t)) for t in texts]
     owner, ids = _feature_ids(texts, words)
-    # One row per (text, feature), sorted by feature then text: the text
-    # index takes the low 16 bits of the feature id (a feature keeps 48 bits).
-    keys, counts = np.unique((ids & ~np.uint64(0xFFFF)) | owner.astype(np.uint64), return_counts=True)
+    feature, text, counts = _rows(ids, owner)
     tf = 1.0 + np.log(counts.astype(np.float64))
-    feature, text = keys >> np.uint64(16), (keys & np.uint64(0xFFFF)).astype(np.int64)
     first_of_feature = np.concatenate(([True], feature[1:] != feature[:-1]))
     group = np.cumsum(first_of_feature) - 1
     df = np.bincount(group)
     weight = tf * (np.log((1 + count) / (1 + df[group])) + 1.0)
     norms = np.sqrt(np.bincount(text, weights=weight ** 2, minlength=count))
     weight = weight / np.where(norms[text] > 0, norms[text], 1.0)
-    # Rows of one feature are consecutive and ordered by text, so texts at
-    # most `window` apart are at most `window` rows apart.
-    dots = np.zeros((count, window + 1))
-    for step in range(1, window + 1):
-        same = (feature[step:] == feature[:-step])
-        gap = text[step:] - text[:-step]
-        keep = same & (gap <= window)
-        np.add.at(dots, (text[step:][keep], gap[keep]), weight[step:][keep] * weight[:-step][keep])
-    return {(i, i - d): float(dots[i, d]) for i in range(count) for d in range(1, min(window, i) + 1)}
+    return _pair_sums(feature, text, weight, count, window)
+
+
+def tfidf_cosines(texts: list[str], window: int = SEMANTIC_WINDOW,
+                  words: list[tuple] | None = None) -> dict[tuple[int, int], float]:
+    """Cosine of TF-IDF vectors for each pair (i, j) with 0 < i - j <= window (``tfidf_matrix``).
+
+    ``["a cat sat", "a cat sat"]`` -> ``{(1, 0): 1.0}``.
+    """
+    dots = tfidf_matrix(texts, window, words)
+    return {(i, i - d): float(dots[i, d]) for i in range(len(texts)) for d in range(1, min(window, i) + 1)}
+
+
+class Similarity:
+    """Verbatim and meaning overlaps of a conversation's turns, computed once.
+
+    Positions are indices into the list the object was built from; ``of``
+    gives a view of one speaker's turns with that speaker's indices.
+    """
+
+    def __init__(self, replies: Sequence[Reply], window: int = WINDOW,
+                 _dice: np.ndarray | None = None, _cos: np.ndarray | None = None,
+                 _positions: Sequence[int] | None = None):
+        if _dice is None or _cos is None:
+            words = [r.words for r in replies]
+            _dice = verbatim_overlaps(words, window)
+            _cos = tfidf_matrix([r.text for r in replies], window, words)
+        self._dice, self._cos, self.window = _dice, _cos, window
+        self._pos = list(_positions) if _positions is not None else list(range(len(replies)))
+
+    def of(self, positions: Sequence[int]) -> Similarity:
+        """The same overlaps, indexed by position in ``positions`` (one speaker's turns)."""
+        return Similarity([], self.window, self._dice, self._cos, [self._pos[p] for p in positions])
+
+    def _at(self, matrix: np.ndarray, i: int, j: int) -> float:
+        a, b = self._pos[i], self._pos[j]
+        if a < b:
+            a, b = b, a
+        gap = a - b
+        return float(matrix[a, gap]) if 0 < gap <= self.window else 0.0
+
+    def verbatim(self, i: int, j: int) -> float:
+        return self._at(self._dice, i, j)
+
+    def cosine(self, i: int, j: int) -> float:
+        return self._at(self._cos, i, j)
+
+
+def _similarity(replies: Sequence[Reply], sim: Similarity | None) -> Similarity:
+    return sim if sim is not None else Similarity(replies)
+
+
+def _repeats(replies: Sequence[Reply], sim: Similarity, i: int, j: int) -> bool:
+    if sim.verbatim(i, j) >= NEAR_VERBATIM:
+        return True
+    # Turns too short for bigrams repeat when they are the same words.
+    a, b = replies[i].words, replies[j].words
+    return len(a) < 2 and len(b) < 2 and bool(a) and a == b
 
 
 # --- loops -------------------------------------------------------------------------
 
 
-def single_turn_loop(replies: list[Reply], sets: list[frozenset] | None = None) -> dict:
-    """Consecutive assistant turns (nearly) repeat each other."""
-    sets = sets if sets is not None else overlaps(replies)
-    pairs = []
-    for i in range(1, len(replies)):
-        if not replies[i].generated:
-            continue
-        score = jaccard(sets[i], sets[i - 1])
-        if score >= NEAR_DUPLICATE:
-            pairs.append((i - 1, i, round(score, 4)))
-    turns = {t for a, b, _ in pairs for t in (a, b)}
-    n = max(1, len(_generated(replies)))
-    return _entry(bool(pairs), turns, len(pairs) / n, onset=pairs[0][1] if pairs else None,
-                  pairs=[[a, b] for a, b, _ in pairs])
+def single_turn_loop(replies: Sequence[Reply], sim: Similarity | None = None) -> dict:
+    """A turn is a near-verbatim repeat of the speaker's previous turn."""
+    sim = _similarity(replies, sim)
+    pairs = [(i - 1, i, round(sim.verbatim(i, i - 1), 4)) for i in range(1, len(replies))
+             if replies[i].generated and _repeats(replies, sim, i, i - 1)]
+    return _loop_entry(replies, [b for _, b, _ in pairs], pairs=[[a, b] for a, b, _ in pairs],
+                       overlap={str(b): v for _, b, v in pairs})
 
 
-def multi_turn_loop(replies: list[Reply], sets: list[frozenset] | None = None) -> dict:
-    """Turn i (nearly) repeats turn i - k, k >= 2, for at least two cycles.
+def multi_turn_loop(replies: Sequence[Reply], sim: Similarity | None = None) -> dict:
+    """Turn i repeats turn i - k, 2 <= k <= 8, for at least k turns in a row (two cycles).
 
-    A cycle of period k shows as k consecutive turns each repeating the turn
-    k before it; a run explained by a period-1 loop does not count.
+    A run explained by a one-turn loop (each turn repeating the one before)
+    does not count.
     """
-    sets = sets if sets is not None else overlaps(replies)
+    sim = _similarity(replies, sim)
     count = len(replies)
-    similar = {}
-    for i in range(count):
-        for k in range(1, min(i, 8) + 1):
-            similar[(i, k)] = jaccard(sets[i], sets[i - k]) >= NEAR_DUPLICATE
-    found: list[tuple[int, int, int]] = []  # (period, first turn of run, last turn of run)
-    for k in range(2, 9):
+
+    def similar(i: int, k: int) -> bool:
+        return i - k >= 0 and replies[i].generated and _repeats(replies, sim, i, i - k)
+
+    found: list[tuple[int, int, int]] = []  # (period, first repeating turn, last)
+    claimed: set[int] = set()
+    for k in range(2, MAX_PERIOD + 1):
         i = k
         while i < count:
-            if not similar.get((i, k)) or not replies[i].generated:
+            if not similar(i, k):
                 i += 1
                 continue
             start = i
-            while i < count and similar.get((i, k)) and replies[i].generated:
+            while i < count and similar(i, k):
                 i += 1
             run = range(start, i)
-            period_one = all(similar.get((t, 1)) for t in run)
-            if len(run) >= k and not period_one:
+            period_one = all(similar(t, 1) for t in run)
+            if len(run) >= k and not period_one and not set(run) <= claimed:
                 found.append((k, start, i - 1))
-    turns = {t for k, a, b in found for t in range(a - k, b + 1)}
-    n = max(1, len(_generated(replies)))
-    onset = min((a for _, a, _ in found), default=None)
-    return _entry(bool(found), turns, len(turns) / n, onset=onset,
-                  cycles=[{"period": k, "from": a - k, "to": b} for k, a, b in found])
+                claimed.update(run)
+    return _loop_entry(replies, claimed, cycles=[{"period": k, "from": a, "to": b} for k, a, b in found])
 
 
 def char_runs(texts: list[str], longest_unit: int = 10, repeats: int = 6, min_chars: int = 12) -> dict[int, int]:
@@ -244,6 +345,8 @@ def char_runs(texts: list[str], longest_unit: int = 10, repeats: int = 6, min_ch
     Returns ``{text index: length of its longest such run}``.
     ``["ok", "hahahahahahaha!"]`` -> ``{1: 14}``.
     """
+    if not texts:
+        return {}
     joined = "\x00".join(texts)
     codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     offsets = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
@@ -263,26 +366,49 @@ def char_runs(texts: list[str], longest_unit: int = 10, repeats: int = 6, min_ch
     return found
 
 
-def intra_turn_repetition(replies: list[Reply]) -> dict:
-    """Inside one turn a phrase or a character run repeats over and over."""
-    flagged, scores = [], {}
+def repeated_cover(words: Sequence[tuple], n: int = INTRA_GRAM, repeats: int = INTRA_REPEATS) -> np.ndarray:
+    """Per text: the share of its words inside a word n-gram that occurs ``repeats``+ times in it.
+
+    ``[("a","b","c")*3]`` -> ``[1.0]``; a text without such n-grams -> 0.0.
+    """
+    count = len(words)
+    cover = np.zeros(count)
+    hashes, owner = _word_hashes(words)
+    if len(hashes) < n:
+        return cover
+    grams = hashes[:1 - n] if n > 1 else hashes
+    for k in range(1, n):
+        grams = (grams * _MIX) ^ hashes[k:len(hashes) - n + 1 + k]
+    gram_owner = owner[:len(grams)]
+    inside = gram_owner == owner[n - 1:]
+    keys = (grams & ~np.uint64(0xFFFFFF)) | gram_owner.astype(np.uint64)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    hot = inside & (counts[inverse.ravel()] >= repeats)
+    edges = np.zeros(len(hashes) + 1, dtype=np.int64)
+    starts = np.flatnonzero(hot)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, starts + n, -1)
+    covered = np.cumsum(edges)[:len(hashes)] > 0
+    sizes = np.bincount(owner, minlength=count)
+    hits = np.bincount(owner, weights=covered.astype(np.float64), minlength=count)
+    np.divide(hits, sizes, out=cover, where=sizes > 0)
+    return cover
+
+
+def intra_turn_repetition(replies: Sequence[Reply], cover: np.ndarray | None = None) -> dict:
+    """Inside one turn a phrase (or a template, or a character run) repeats over and over.
+
+    Evidence: the share of the turn's words inside a word 3-gram that occurs
+    3+ times in the turn (``repeated_cover``), or a character unit repeated
+    6+ times in a row (``char_runs``).
+    """
+    if cover is None:
+        cover = repeated_cover([r.words for r in replies])
     runs = char_runs([r.text if r.generated else "" for r in replies])
-    for i, reply in enumerate(replies):
-        if not reply.generated:
-            continue
-        toks = reply.words
-        rep = reply.rep4 if len(toks) >= INTRA_MIN_TOKENS else 0.0
-        if rep >= INTRA_SEQ_REP or i in runs:
-            flagged.append(i)
-            scores[i] = round(rep, 4)
-    n = max(1, len(_generated(replies)))
-    severity = sum(max(scores[i], 0.5) for i in flagged) / n
-    return _entry(bool(flagged), flagged, severity, onset=flagged[0] if flagged else None,
-                  seq_rep_4={str(i): s for i, s in scores.items()}, char_runs={str(i): c for i, c in runs.items()})
-
-
-def _opening(words: tuple) -> tuple:
-    return words[:PREFIX_WORDS]
+    flagged = [i for i, r in enumerate(replies) if r.generated and (
+        (len(r.words) >= INTRA_MIN_TOKENS and cover[i] >= INTRA_COVER) or i in runs)]
+    return _loop_entry(replies, flagged, repeated_cover={str(i): round(float(cover[i]), 4) for i in flagged},
+                       char_runs={str(i): c for i, c in runs.items()})
 
 
 def _common_prefix_words(a: tuple, b: tuple) -> int:
@@ -294,47 +420,57 @@ def _common_prefix_words(a: tuple, b: tuple) -> int:
     return n
 
 
-def prefix_repetition(replies: list[Reply]) -> dict:
-    """Most generated turns open with the same words; reports whether that shared prefix grows."""
-    gen = [i for i in _generated(replies) if len(replies[i].words) >= PREFIX_WORDS]
+def prefix_repetition(replies: Sequence[Reply]) -> dict:
+    """Most generated turns open with the same words; says whether the shared opening grows or is long."""
+    gen = [i for i, r in enumerate(replies) if r.generated and len(r.words) >= PREFIX_WORDS]
+    empty = _loop_entry(replies, [], prefix=None, growing=False, long=False)
     if len(gen) < 3:
-        return _entry(False, [], 0.0, onset=None, prefix=None, growing=False)
-    openings = Counter(_opening(replies[i].words) for i in gen)
+        return empty
+    openings = Counter(replies[i].words[:PREFIX_WORDS] for i in gen)
     prefix, count = openings.most_common(1)[0]
-    share = count / len(gen)
-    turns = [i for i in gen if _opening(replies[i].words) == prefix]
-    present = count >= 3 and share >= PREFIX_SHARE
+    if count < 3 or count / len(gen) < PREFIX_SHARE:
+        return empty
+    turns = [i for i in gen if replies[i].words[:PREFIX_WORDS] == prefix]
     shared = [_common_prefix_words(replies[a].words, replies[b].words) for a, b in zip(turns, turns[1:])]
     half = len(shared) // 2
     growing = bool(half) and sum(shared[half:]) / (len(shared) - half) > sum(shared[:half]) / half
-    return _entry(present, turns if present else [], share if present else 0.0,
-                  onset=turns[1] if present else None, prefix=" ".join(prefix),
-                  shared_prefix_words=shared, growing=growing)
+    long = sorted(shared)[len(shared) // 2] >= PREFIX_LONG  # the median shared opening
+    entry = _loop_entry(replies, turns, prefix=" ".join(prefix), shared_prefix_words=shared,
+                        growing=growing, long=long)
+    entry["onset"] = turns[1]  # the first turn that repeats the opening
+    entry["onset_message"] = replies[turns[1]].message
+    return entry
 
 
-def semantic_repetition(replies: list[Reply], sets: list[frozenset] | None = None,
-                        cosines: dict | None = None) -> dict:
-    """Nearby turns say the same thing in different words: paraphrase pairs."""
-    sets = sets if sets is not None else overlaps(replies)
-    cosines = cosines if cosines is not None else tfidf_cosines([r.text for r in replies], words=[r.words for r in replies])
+def semantic_repetition(replies: Sequence[Reply], sim: Similarity | None = None) -> dict:
+    """A turn says what one of the speaker's 3 turns before it said, in other words."""
+    sim = _similarity(replies, sim)
     pairs = []
-    for (i, j), cos in sorted(cosines.items()):
-        if not replies[i].generated or not replies[i].text or not replies[j].text:
+    for i, reply in enumerate(replies):
+        if not reply.generated or not reply.words:
             continue
-        verbatim = jaccard(sets[i], sets[j])
-        if cos >= PARAPHRASE_COSINE and verbatim < PARAPHRASE_MAX_OVERLAP:
-            pairs.append((j, i, round(cos, 4), round(verbatim, 4)))
-    later = sorted({i for _, i, _, _ in pairs})
-    present = len(later) >= 2
-    n = max(1, len(_generated(replies)))
-    return _entry(present, {t for j, i, _, _ in pairs for t in (j, i)} if present else [],
-                  len(later) / n if present else 0.0, onset=later[0] if present else None,
-                  pairs=[{"turns": [j, i], "cosine": c, "verbatim": v} for j, i, c, v in pairs])
+        for j in range(max(0, i - SEMANTIC_WINDOW), i):
+            if not replies[j].words:
+                continue
+            cos, verbatim = sim.cosine(i, j), sim.verbatim(i, j)
+            if cos >= PARAPHRASE_COSINE and verbatim < NEAR_VERBATIM:
+                pairs.append((j, i, round(cos, 4), round(verbatim, 4)))
+    return _loop_entry(replies, [i for _, i, _, _ in pairs],
+                       pairs=[{"turns": [j, i], "cosine": c, "verbatim": v} for j, i, c, v in pairs])
 
 
 # --- breaks ------------------------------------------------------------------------
 
 _ODD_WORD = re.compile(r"[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]|[^\x00-\x7f][A-Za-z]|[A-Za-z][^\x00-\x7f]")
+_FUNCTION_WORDS = """
+a an the and or but if so as at by for from in into of on onto to with without about over under
+i me my mine you your yours he him his she her hers it its we us our they them their this that these
+those there here what who whom which when where why how not no yes do does did done is am are was were
+be been being have has had will would can could shall should may might must just very too also then
+than all any some more most much many such only own same again out up down off now one oh well okay ok
+i'm i've i'll i'd you're you've you'll it's that's don't can't won't isn't let's what's there's
+"""
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
 
 
 def odd_word_share(text: str) -> float:
@@ -349,47 +485,48 @@ def odd_word_share(text: str) -> float:
     return sum(1 for w in words if _ODD_WORD.search(w) or len(w) > 18) / len(words)
 
 
-def word_soup(replies: list[Reply], turn_max_tokens: int | None = None) -> dict:
-    """Runs to the turn limit with long rambling text.
+def function_word_share(words: Sequence[str]) -> float:
+    """Share of the word tokens that are English function words (syntax); punctuation left out.
 
-    A turn that stopped on the limit counts when it does not loop on one
-    phrase (that is intra-turn repetition) and is long or looks malformed: a
-    short limit cuts ordinary replies too.
+    ``("i", "like", "the", "sea", ".")`` -> ``0.5``.
     """
-    flagged, limit_turns = [], []
+    lexical = [w for w in words if w[0].isalnum()]
+    if not lexical:
+        return 0.0
+    return sum(1 for w in lexical if w.replace("’", "'") in FUNCTION_WORDS) / len(lexical)
+
+
+def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None) -> dict:
+    """The text is not language: malformed or glued words, or words without syntax.
+
+    A property of the text, whatever ended the turn: at least 20% of its words
+    malformed (``odd_word_share``, 6+ words), or fewer than 12% function words
+    in 20+ words. Stopping on the turn limit is reported beside it.
+    """
+    flagged, limit_turns, scores = [], [], {}
     for i, reply in enumerate(replies):
         if not reply.generated:
             continue
-        hit_limit = reply.stop == "limit" or (
-            reply.stop is None and turn_max_tokens is not None and reply.tokens is not None
-            and reply.tokens >= turn_max_tokens)
-        rambling = reply.rep4 < INTRA_SEQ_REP
-        if hit_limit:
+        if reply.stop == "limit" or (reply.stop is None and turn_max_tokens is not None
+                                     and reply.tokens is not None and reply.tokens >= turn_max_tokens):
             limit_turns.append(i)
-            if rambling and (len(reply.text) >= SOUP_MIN_CHARS or odd_word_share(reply.text) >= SOUP_ODD_SHARE):
-                flagged.append(i)
-        elif (reply.stop is None and reply.tokens is None  # no stop reason at all: only the text can tell
-              and len(reply.text) >= SOUP_MIN_CHARS and rambling and odd_word_share(reply.text) >= SOUP_ODD_SHARE):
+        lexical = sum(1 for w in reply.words if w[0].isalnum())
+        odd = odd_word_share(reply.text) if lexical >= SOUP_MIN_WORDS else 0.0
+        syntax = function_word_share(reply.words) if lexical >= SOUP_FUNCTION_MIN_WORDS else 1.0
+        if odd >= SOUP_ODD_SHARE or syntax < SOUP_FUNCTION_SHARE:
             flagged.append(i)
-    n = max(1, len(_generated(replies)))
-    return _entry(bool(flagged), flagged, len(flagged) / n, limit_turns=limit_turns,
-                  evidence="stop reason" if any(r.stop or r.tokens is not None for r in replies) else "text")
+            scores[str(i)] = {"odd_words": round(odd, 4), "function_words": round(syntax, 4)}
+    return _entry(replies, flagged, limit_turns=limit_turns, evidence=scores)
 
 
 _EMPTYISH = re.compile(r"^[\W_]*$")
 
 
-def nothing_to_say(replies: list[Reply]) -> dict:
+def nothing_to_say(replies: Sequence[Reply]) -> dict:
     """Empty or near-empty responses: nothing, or only punctuation, or one short word."""
-    flagged = []
-    for i, reply in enumerate(replies):
-        if not reply.generated:
-            continue
-        text = reply.text
-        if len(text) <= 2 or _EMPTYISH.match(text) or (len(reply.words) <= 1 and len(text) <= 4):
-            flagged.append(i)
-    n = max(1, len(_generated(replies)))
-    return _entry(bool(flagged), flagged, len(flagged) / n)
+    flagged = [i for i, r in enumerate(replies) if r.generated and (
+        len(r.text) <= 2 or _EMPTYISH.match(r.text) or (len(r.words) <= 1 and len(r.text) <= 4))]
+    return _entry(replies, flagged)
 
 
 # Ends on an apostrophe, or one or two letters after it that finish no contraction.
@@ -402,31 +539,20 @@ _APOSTROPHE_GARBAGE = re.compile(
     re.I)
 
 
-def apostrophe_break(replies: list[Reply]) -> dict:
+def apostrophe_break(replies: Sequence[Reply]) -> dict:
     """Generation goes wrong at apostrophes: turns cut off at one, or garbage around them."""
-    flagged, cut, garbled = [], [], []
-    for i, reply in enumerate(replies):
-        if not reply.generated:
-            continue
-        text = reply.text
-        if _CUT_AT_APOSTROPHE.search(text):
-            cut.append(i)
-        if _APOSTROPHE_GARBAGE.search(text):
-            garbled.append(i)
-    flagged = sorted(set(cut) | set(garbled))
-    n = max(1, len(_generated(replies)))
-    return _entry(bool(flagged), flagged, len(flagged) / n, cut_off=cut, garbled=garbled)
+    cut = [i for i, r in enumerate(replies) if r.generated and _CUT_AT_APOSTROPHE.search(r.text)]
+    garbled = [i for i, r in enumerate(replies) if r.generated and _APOSTROPHE_GARBAGE.search(r.text)]
+    return _entry(replies, set(cut) | set(garbled), cut_off=cut, garbled=garbled)
 
 
-def leading_whitespace(replies: list[Reply]) -> dict:
-    """Responses start with more and more whitespace."""
+def leading_whitespace(replies: Sequence[Reply]) -> dict:
+    """Turns that start with 2 or more whitespace characters; says whether the amount grows."""
     counts = {i: len(r.raw) - len(r.raw.lstrip()) for i, r in enumerate(replies) if r.generated}
     flagged = [i for i, c in counts.items() if c >= WHITESPACE_MIN]
     values = [counts[i] for i in flagged]
-    growing = len(values) >= 2 and values[-1] > values[0]
-    present = bool(flagged) and (growing or max(values) >= 8)
-    return _entry(present, flagged if present else [], max(values, default=0) / 16 if present else 0.0,
-                  whitespace={str(i): c for i, c in counts.items() if c}, growing=growing)
+    return _entry(replies, flagged, whitespace={str(i): c for i, c in counts.items() if c},
+                  growing=len(values) >= 2 and values[-1] > values[0])
 
 
 _REJECTION = re.compile(
@@ -439,33 +565,30 @@ _REJECTION = re.compile(
     re.I)
 
 
-def rejection(replies: list[Reply]) -> dict:
-    """The model refuses or steps out of character ("I can't continue this", "As an AI...")."""
-    flagged, phrases = [], {}
+def rejection(replies: Sequence[Reply]) -> dict:
+    """The speaker refuses or steps out of character ("I can't continue this", "As an AI...")."""
+    phrases = {}
     for i, reply in enumerate(replies):
-        if not reply.generated:
-            continue
-        m = _REJECTION.search(reply.text.replace("’", "'"))
-        if m:
-            flagged.append(i)
-            phrases[str(i)] = m.group(0)
-    n = max(1, len(_generated(replies)))
-    return _entry(bool(flagged), flagged, len(flagged) / n, phrases=phrases)
+        if reply.generated:
+            m = _REJECTION.search(reply.text.replace("’", "'"))
+            if m:
+                phrases[i] = m.group(0)
+    return _entry(replies, phrases, phrases={str(i): p for i, p in phrases.items()})
 
 
 # --- all together --------------------------------------------------------------------
 
 
-def detect(replies: list[Reply], turn_max_tokens: int | None = None) -> tuple[dict, dict, int | None]:
-    """``(loops, breaks, loop_onset_turn)`` for one conversation's assistant turns."""
-    sets = overlaps(replies)
-    cosines = tfidf_cosines([r.text for r in replies], words=[r.words for r in replies])
+def detect(replies: Sequence[Reply], turn_max_tokens: int | None = None,
+           sim: Similarity | None = None, cover: np.ndarray | None = None) -> tuple[dict, dict, int | None]:
+    """``(loops, breaks, loop_onset_turn)`` for one speaker's turns."""
+    sim = _similarity(replies, sim)
     loops = {
-        "single_turn_loop": single_turn_loop(replies, sets),
-        "multi_turn_loop": multi_turn_loop(replies, sets),
-        "intra_turn_repetition": intra_turn_repetition(replies),
+        "single_turn_loop": single_turn_loop(replies, sim),
+        "multi_turn_loop": multi_turn_loop(replies, sim),
+        "intra_turn_repetition": intra_turn_repetition(replies, cover),
         "prefix_repetition": prefix_repetition(replies),
-        "semantic_repetition": semantic_repetition(replies, sets, cosines),
+        "semantic_repetition": semantic_repetition(replies, sim),
     }
     breaks = {
         "word_soup": word_soup(replies, turn_max_tokens),
@@ -478,7 +601,67 @@ def detect(replies: list[Reply], turn_max_tokens: int | None = None) -> tuple[di
 
 
 def loop_onset_turn(loops: dict) -> int | None:
-    """The first assistant turn where any present loop begins, or None."""
-    onsets = [entry.get("onset") for entry in loops.values() if entry.get("present")]
-    onsets = [o for o in onsets if o is not None]
+    """The first turn where a content loop begins (a long repeated opening counts too), or None."""
+    onsets = [entry["onset"] for name, entry in loops.items() if entry["present"] and entry.get("onset") is not None
+              and (name in CONTENT_LOOPS or entry.get("long"))]
     return min(onsets) if onsets else None
+
+
+def echoes(replies: Sequence[Reply], sim: Similarity) -> dict[str, list[int]]:
+    """Per speaker, the message numbers of its turns that near-verbatim repeat the other speaker's turn just before."""
+    out: dict[str, list[int]] = {s: [] for s in SPEAKERS}
+    for i in range(1, len(replies)):
+        a, b = replies[i], replies[i - 1]
+        if a.generated and a.speaker != b.speaker and a.speaker in out and _repeats(replies, sim, i, i - 1):
+            out[a.speaker].append(a.message)
+    return out
+
+
+def drivers(replies: Sequence[Reply], segments: Sequence[tuple[str, int]], echoed: dict[str, list[int]]) -> dict:
+    """Who drives the repetition: which speaker first said each repeated segment, and how often each copies the other.
+
+    ``segments``: the classic miner's top segments ``(text, count)``. A
+    segment is looked up in every turn's text (case as written); the
+    speaker of the first turn holding it said it first. ``driven_by`` is the
+    speaker who first said the segments that repeat most (weighted by their
+    counts), or None without any.
+    """
+    found = []
+    weight = dict.fromkeys(SPEAKERS, 0)
+    for segment, count in segments:
+        holders = [r for r in replies if segment in r.text]
+        if not holders:
+            continue
+        first = holders[0]
+        per = Counter(r.speaker for r in holders)
+        found.append({"segment": segment, "count": count, "first_message": first.message,
+                      "first_speaker": first.speaker, "turns": {s: per.get(s, 0) for s in SPEAKERS}})
+        if first.speaker in weight:
+            weight[first.speaker] += count
+    total = sum(weight.values())
+    driven = max(SPEAKERS, key=lambda s: weight[s]) if total else None
+    return {"driven_by": driven, "first_share": {s: round(weight[s] / total, 4) if total else 0.0 for s in SPEAKERS},
+            "echoes": {s: len(echoed[s]) for s in SPEAKERS}, "segments": found}
+
+
+def detect_all(replies: Sequence[Reply], turn_max_tokens: dict[str, int | None] | int | None = None,
+               segments: Sequence[tuple[str, int]] = ()) -> dict:
+    """Both speakers of one conversation, with the similarity computed once over all its turns.
+
+    Returns ``{"assistant": {"loops", "breaks", "loop_onset_turn",
+    "loop_onset_message"}, "user": {...}, "echoes": {...}, "drivers": {...}}``.
+    """
+    sim = Similarity(replies)
+    cover = repeated_cover([r.words for r in replies])
+    out: dict = {}
+    for speaker in SPEAKERS:
+        positions = [i for i, r in enumerate(replies) if r.speaker == speaker]
+        mine = [replies[i] for i in positions]
+        limit = turn_max_tokens.get(speaker) if isinstance(turn_max_tokens, dict) else turn_max_tokens
+        loops, breaks, onset = detect(mine, limit, sim.of(positions), cover[positions] if positions else cover[:0])
+        out[speaker] = {"loops": loops, "breaks": breaks, "loop_onset_turn": onset,
+                        "loop_onset_message": mine[onset].message if onset is not None else None}
+    echoed = echoes(replies, sim)
+    out["echoes"] = echoed
+    out["drivers"] = drivers(replies, segments, echoed)
+    return out

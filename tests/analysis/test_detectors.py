@@ -61,7 +61,7 @@ def test_multi_turn_loop():
     entry = d.multi_turn_loop(crafted([ORIG[1].text, a, b, a, b, a, b]))
     check_entry(entry)
     assert entry["present"] and entry["cycles"][0]["period"] == 2
-    assert entry["turns"] == [2, 3, 4, 5, 6, 7]
+    assert entry["turns"] == [4, 5, 6, 7]  # the turns that repeat; 2 and 3 are the originals
     # parrot_cold repeats one turn (period 1): a single-turn loop, not a multi-turn one.
     for name in ("cold", "hot", "orig"):
         assert not d.multi_turn_loop(REAL[name])["present"], name
@@ -103,14 +103,21 @@ def test_prefix_repetition_reports_a_growing_prefix():
 
 
 def test_semantic_repetition():
-    # parrot_cold's first generated turn says what the later ones say, in other words.
-    entry = d.semantic_repetition(COLD)
+    # The same content in other words: the compliment of turn 1 said again, reworded.
+    said = '*smiles* "I love how you fix those old radios, Theo, it is so sweet of you."'
+    again = '"Theo, those old radios you fix... I love it. So sweet of you!" *smiles*'
+    entry = d.semantic_repetition(crafted([said, ORIG[2].text, again]))
     check_entry(entry)
-    assert entry["present"]
-    assert {"turns": [1, 2], "cosine": pytest.approx(0.62, abs=0.05), "verbatim": pytest.approx(0.2, abs=0.05)} \
-        in entry["pairs"]
+    assert entry["turns"] == [3] and entry["pairs"][0]["turns"] == [1, 3]
     for name in ("hot", "orig"):
         assert not d.semantic_repetition(REAL[name])["present"], name
+
+
+def test_near_verbatim_repeats_are_not_semantic_repetition():
+    # parrot_cold's turn 2 says turn 1's "I'm so glad you're doing well" again and again:
+    # a copy with a changed repeat count is a single-turn loop (issue 14), not a paraphrase.
+    assert 2 in d.single_turn_loop(COLD)["turns"]
+    assert not d.semantic_repetition(COLD)["present"]
 
 
 def test_semantic_repetition_ignores_verbatim_repeats():
@@ -166,24 +173,25 @@ def test_char_runs():
 # --- breaks -----------------------------------------------------------------------
 
 
-def test_word_soup_from_the_token_counts_of_a_text_log():
+def test_word_soup_is_read_from_the_text_whatever_ended_the_turn():
     entry = d.word_soup(HOT, limit("parrot_hot_1.log"))
     check_entry(entry)
-    assert entry["present"] and entry["turns"] == [1, 2, 4, 5]
-    # parrot_norep stops on its own; parrot_cold runs to the limit but loops: not soup.
+    # Turn 3 ("Authentic plutoniumsideMigamb ...") ended on its own after 55 tokens: soup all the same.
+    assert entry["turns"] == [1, 2, 3, 4, 5]
+    assert entry["limit_turns"] == [1, 2, 4, 5]
     assert not d.word_soup(NOREP, 256)["present"]
+    # parrot_cold runs to the limit, looping on one fluent sentence: not soup.
     cold = d.word_soup(COLD, 256)
     assert not cold["present"] and cold["limit_turns"] == [1, 2, 3, 4]
 
 
-def test_word_soup_from_a_stop_reason():
-    soup = [replace(r, stop="limit" if r.generated else None, tokens=None) for r in HOT]
-    assert d.word_soup(soup)["present"]
-    calm = [replace(r, stop="eos" if r.generated else None, tokens=None) for r in HOT]
-    assert not d.word_soup(calm)["present"]
+def test_word_soup_does_not_depend_on_the_stop_reason():
+    for stop in ("limit", "eos", None):
+        soup = [replace(r, stop=stop if r.generated else None, tokens=None) for r in HOT]
+        assert d.word_soup(soup)["turns"] == [1, 2, 3, 4, 5], stop
 
 
-def test_word_soup_needs_more_than_a_short_limit():
+def test_a_short_limit_does_not_make_soup():
     # A 64-token limit cuts ordinary replies: stopping on it is not word soup by itself.
     short = [replace(r, text=r.text[:250], stop="limit" if r.generated else None) for r in ORIG]
     entry = d.word_soup(short)
