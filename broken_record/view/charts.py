@@ -46,7 +46,7 @@ def scatter_chart(points: pd.DataFrame, labels: list[str], y: str | None = "loop
         alt.Tooltip("loop_density:Q", title="loop density", format=".4f"),
         alt.Tooltip(f"{BOUNDED}:Q", title=MEASURES[BOUNDED], format=".3f"),
         alt.Tooltip("loop_score:Q", title="loop score"),
-        alt.Tooltip("turns:Q"),
+        alt.Tooltip("turns:Q", title="messages"),
     ]
     base = alt.Chart(points, name="scatter", title="Average response length vs loop density")
     if y is None:
@@ -143,18 +143,28 @@ def types_chart(shares: pd.DataFrame, labels: list[str]) -> alt.FacetChart:
 
 
 def survival_chart(surv: pd.DataFrame, labels: list[str]) -> alt.Chart:
-    """Share of conversations still loop-free after t assistant turns."""
+    """Share of conversations whose loop has not started by message m.
+
+    x is the message number, the reader's ``#m``: a conversation whose loop
+    starts at message m drops the curve at m. Colour is the run; the line
+    is solid for the assistant's loops and dashed for the user's.
+    """
+    speakers = [s for s in ("assistant", "user") if s in set(surv["speaker"])] or ["assistant"]
     return (
         alt.Chart(surv, name="survival", title="Loop onset: share of conversations still loop-free")
         .mark_line(interpolate="step-after", point=False)
         .encode(
-            x=alt.X("turn:Q", title="assistant turns", axis=alt.Axis(format="d", tickMinStep=1)),
+            x=alt.X("message:Q", title="message number (#m in the reader; the system prompt is #0)",
+                    axis=alt.Axis(format="d", tickMinStep=1)),
             y=alt.Y("loop_free:Q", title="still loop-free", axis=alt.Axis(format="%"),
                     scale=alt.Scale(domain=[0, 1])),
             color=_color(labels),
+            strokeDash=alt.StrokeDash("speaker:N", title="whose loop",
+                                      scale=alt.Scale(domain=speakers, range=[[1, 0], [6, 4]][:len(speakers)])),
             tooltip=[
                 alt.Tooltip("run:N"),
-                alt.Tooltip("turn:Q"),
+                alt.Tooltip("speaker:N", title="whose loop"),
+                alt.Tooltip("message:Q", title="message #"),
                 alt.Tooltip("loop_free:Q", title="still loop-free", format=".0%"),
                 alt.Tooltip("at_risk:Q", title="conversations still running"),
             ],

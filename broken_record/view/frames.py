@@ -9,6 +9,15 @@ onset, and the settings that differ between runs.
 The edges that touch the disk are ``open_run`` (a run folder's
 analysis.json, written first by analysis/outputs.py when missing) and
 ``read_turns`` (one conversation for the reader, read by runs/reader.py).
+
+One turn numbering everywhere: a turn is named by its message number m,
+the ``index`` of the message in the log (0-based, the system prompt is
+message 0), shown as ``#m`` with its speaker and its speaker turn k (the
+0-based index among that speaker's messages, which analysis.json's
+``turns`` and ``loop_onset_turn`` count). A new analysis.json carries the
+message numbers (``messages``, ``onset_message``, ``loop_onset_message``);
+for an older one they are found from the roles of the log's messages
+(``Run.roles``, read by ``open_run``).
 Nothing here draws or prints: charts.py draws the frames, sections.py says
 which frame each section of the comparison shows.
 """
@@ -18,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +36,7 @@ import pandas as pd
 
 from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
 from broken_record.runs.layout import ANALYSIS_FILE
-from broken_record.runs.reader import find_logs, read_log
+from broken_record.runs.reader import LogError, find_logs, read_log
 
 MAX_RUNS = 10
 RESULTS_PREFIX = "results-"
@@ -51,6 +60,9 @@ class Run:
     analysis: dict | None = None
     error: str | None = None  # one line that says what to do
     analysed_now: bool = False  # analysis.json was missing and was made
+    # file -> the role of each of its messages, read from the log for an
+    # analysis.json that names turns only by speaker turn (no message numbers)
+    roles: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -127,6 +139,7 @@ def open_run(folder: str | Path, label: str | None = None, workers: int | None =
             run.error = f"could not analyse '{folder}': {exc}; try python analyze.py {folder}"
             return run
         run.analysed_now = True
+        run.roles = log_roles(run)
         return run
     try:
         run.analysis = json.loads(target.read_text(encoding="utf-8"))
@@ -139,7 +152,28 @@ def open_run(folder: str | Path, label: str | None = None, workers: int | None =
     if not isinstance(run.analysis, dict) or not isinstance(run.analysis.get("conversations"), list):
         run.analysis = None
         run.error = f"'{target}' is not an analysis.json: run python analyze.py {folder} again"
+        return run
+    run.roles = log_roles(run)
     return run
+
+
+def log_roles(run: Run) -> dict[str, list[str]]:
+    """``{file: [role of message 0, 1, ...]}`` for the conversations without message numbers.
+
+    Only an analysis.json written before message numbers needs it (one
+    whose entries have no ``loop_onset_message``); a log that cannot be
+    read is left out, and its turns then have no message number.
+    """
+    roles: dict[str, list[str]] = {}
+    for conv in conversations(run):
+        file = str(conv.get("file", ""))
+        if "loop_onset_message" in conv or not file:
+            continue
+        try:
+            roles[file] = [t.role for t in read_log(Path(run.folder) / file).turns]
+        except (OSError, ValueError, LogError):
+            continue
+    return roles
 
 
 def _analyse(path: Path, workers: int | None) -> dict:
@@ -338,46 +372,114 @@ def type_shares(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "family", "type", "present", "conversations", "share"])
 
 
-def conversation_length(conv: dict) -> int:
-    """How many assistant turns a conversation lasted (its censoring time)."""
-    for key in ("assistant_turns", "turns"):
-        value = as_float(conv.get(key))
-        if not math.isnan(value):
-            return int(value)
-    return len(conv.get("response_lengths") or [])
+SPEAKERS = ("assistant", "user")
+
+
+def speaker_entry(conv: dict, speaker: str) -> dict:
+    """The part of a conversation entry about one speaker: the entry itself for
+    the assistant, its ``user`` dict for the user (empty in an older analysis.json)."""
+    if speaker == "assistant":
+        return conv
+    entry = conv.get("user")
+    return entry if isinstance(entry, dict) else {}
+
+
+def speaker_messages(roles: list[str], speaker: str) -> list[int]:
+    """The message numbers of one speaker's turns, in order: speaker turn k is item k.
+
+    ``(["system", "assistant", "user", "assistant"], "assistant")`` -> ``[1, 3]``.
+    """
+    return [m for m, role in enumerate(roles) if role == speaker]
+
+
+def _index(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _message_of(k: Any, positions: list[int] | None) -> int | None:
+    """Speaker turn k as a message number, from the speaker's message numbers."""
+    k = _index(k)
+    if k is None or positions is None or k >= len(positions):
+        return None
+    return positions[k]
+
+
+def type_messages(entry: dict, positions: list[int] | None) -> list[int]:
+    """The message numbers of one type's turns: ``messages``, or its ``turns`` mapped by ``positions``."""
+    messages = entry.get("messages")
+    if isinstance(messages, list):
+        return [m for m in (_index(x) for x in messages) if m is not None]
+    return [m for m in (_message_of(k, positions) for k in entry.get("turns") or []) if m is not None]
+
+
+def onset_turn(conv: dict, speaker: str) -> int | None:
+    """The speaker's loop onset as a speaker turn (``loop_onset_turn``), or None."""
+    return _index(speaker_entry(conv, speaker).get("loop_onset_turn"))
+
+
+def onset_message(conv: dict, speaker: str, positions: list[int] | None) -> int | None:
+    """The message where the speaker's loop starts, or None (no loop, or not known).
+
+    ``loop_onset_message`` when analysis.json has it, else ``loop_onset_turn``
+    mapped by ``positions`` (the speaker's message numbers).
+    """
+    entry = speaker_entry(conv, speaker)
+    if "loop_onset_message" in entry:
+        return _index(entry.get("loop_onset_message"))
+    return _message_of(entry.get("loop_onset_turn"), positions)
+
+
+def last_message(conv: dict, roles: list[str] | None = None) -> int | None:
+    """The number of a conversation's last message (its censoring time), or None."""
+    turns = as_float(conv.get("turns"))
+    if not math.isnan(turns) and turns >= 1:
+        return int(turns) - 1
+    return len(roles) - 1 if roles else None
 
 
 def survival(runs: list[Run]) -> pd.DataFrame:
-    """Share of each run's conversations still loop-free after t turns.
+    """Share of each run's conversations whose loop has not started by message m.
 
-    A conversation whose first loop is at assistant turn ``onset`` (0-based)
-    is loop-free for ``onset`` turns; one that never loops is loop-free for
-    all its turns and then leaves the count (censored), as in Kaplan-Meier,
-    so a short conversation does not count as "never looped" forever.
-    ``onsets [2, None(5 turns)]`` -> t=0..2: 1.0, t=3..: 0.5.
-    Columns: run, turn, loop_free, at_risk.
+    Time is the message number (the reader's ``#m``). A conversation whose
+    loop starts at message ``m`` is loop-free up to message m-1 and looping
+    from m; one that never loops is loop-free up to its last message and
+    then leaves the count (censored), as in Kaplan-Meier, so a short
+    conversation does not count as "never looped" forever. One curve per
+    speaker: the assistant's, and the user's when analysis.json has one.
+    ``onsets [5, None(9 messages)]`` -> m=0..4: 1.0, m=5..8: 0.5.
+    A conversation whose onset has no known message number is left out.
+    Columns: run, speaker, message, loop_free, at_risk.
     """
     rows = []
     for run in runs:
-        events: list[tuple[int, bool]] = []  # (time, looped)
-        for conv in conversations(run):
-            onset = conv.get("loop_onset_turn")
-            if onset is None or isinstance(onset, bool):
-                events.append((conversation_length(conv), False))
-            else:
-                events.append((int(onset) + 1, True))
-        if not events:
-            continue
-        horizon = max(t for t, _ in events)
-        share = 1.0
-        rows.append({"run": run.label, "turn": 0, "loop_free": 1.0, "at_risk": len(events)})
-        for t in range(1, horizon + 1):
-            at_risk = sum(1 for time, _ in events if time >= t)
-            looped = sum(1 for time, hit in events if hit and time == t)
-            if at_risk:
-                share *= 1.0 - looped / at_risk
-            rows.append({"run": run.label, "turn": t, "loop_free": share, "at_risk": at_risk})
-    return pd.DataFrame(rows, columns=["run", "turn", "loop_free", "at_risk"])
+        convs = conversations(run)
+        speakers = ["assistant"] + (["user"] if any(isinstance(c.get("user"), dict) for c in convs) else [])
+        for speaker in speakers:
+            events: list[tuple[int, bool]] = []  # (message, looped)
+            for conv in convs:
+                if speaker == "user" and not isinstance(conv.get("user"), dict):
+                    continue
+                roles = run.roles.get(str(conv.get("file", "")))
+                positions = speaker_messages(roles, speaker) if roles is not None else None
+                onset = onset_message(conv, speaker, positions)
+                if onset is not None:
+                    events.append((onset, True))
+                elif onset_turn(conv, speaker) is None and speaker_entry(conv, speaker).get("loop_onset_message") is None:
+                    end = last_message(conv, roles)
+                    if end is not None:
+                        events.append((end, False))
+            if not events:
+                continue
+            horizon = max(t for t, _ in events)
+            share = 1.0
+            for t in range(horizon + 1):
+                at_risk = sum(1 for time, _ in events if time >= t)
+                looped = sum(1 for time, hit in events if hit and time == t)
+                if at_risk:
+                    share *= 1.0 - looped / at_risk
+                rows.append({"run": run.label, "speaker": speaker, "message": t, "loop_free": share,
+                             "at_risk": at_risk})
+    return pd.DataFrame(rows, columns=["run", "speaker", "message", "loop_free", "at_risk"])
 
 
 # --- settings -----------------------------------------------------------------------
@@ -482,19 +584,44 @@ def segments(conv: dict) -> list[tuple[str, int]]:
     return out
 
 
-def turn_flags(conv: dict, turns: list[dict]) -> dict[int, list[tuple[str, str]]]:
-    """``{position in turns: [(family, type), ...]}`` for flagged assistant turns.
+ONSET = "loop starts here"
 
-    analysis.json names assistant turns by their 0-based index among the
-    conversation's assistant messages.
+
+def turn_flags(conv: dict, turns: list[dict]) -> dict[int, list[tuple[str, str]]]:
+    """``{position in turns: [(kind, name), ...]}`` for the flagged turns of both speakers.
+
+    ``kind`` is ``loop``, ``break``, ``echo`` (the turn copies the other
+    speaker's turn before; ``name`` then says which message) or ``onset``
+    (the speaker's loop starts at this turn). Turns are found by message
+    number (``messages`` of analysis.json, or speaker turns mapped to the
+    speaker's messages in ``turns``); a number that is not a message of
+    that speaker in this log is ignored.
     """
-    assistant_positions = [i for i, t in enumerate(turns) if t.get("role") == "assistant"]
+    by_message = {int(t.get("index", i)): i for i, t in enumerate(turns)}
+    roles = [str(t.get("role", "")) for t in sorted(turns, key=lambda t: int(t.get("index", 0)))]
     flags: dict[int, list[tuple[str, str]]] = {}
-    for family, key in (("loop", "loops"), ("break", "breaks")):
-        for name, entry in (conv.get(key) or {}).items():
-            if not isinstance(entry, dict) or not entry.get("present"):
-                continue
-            for k in entry.get("turns") or []:
-                if isinstance(k, int) and 0 <= k < len(assistant_positions):
-                    flags.setdefault(assistant_positions[k], []).append((family, name))
+
+    def add(speaker: str, message: int, flag: tuple[str, str]) -> None:
+        position = by_message.get(message)
+        if position is not None and turns[position].get("role") == speaker and flag not in flags.get(position, []):
+            flags.setdefault(position, []).append(flag)
+
+    for speaker in SPEAKERS:
+        entry = speaker_entry(conv, speaker)
+        positions = speaker_messages(roles, speaker)
+        onset = onset_message(conv, speaker, positions)
+        if onset is not None:
+            add(speaker, onset, ("onset", ONSET))
+        for family, key in (("loop", "loops"), ("break", "breaks")):
+            for name, found in (entry.get(key) or {}).items():
+                if isinstance(found, dict) and found.get("present"):
+                    for m in type_messages(found, positions):
+                        add(speaker, m, (family, name))
+        echoes = conv.get("echoes")
+        other = "user" if speaker == "assistant" else "assistant"
+        for value in (echoes.get(speaker) or []) if isinstance(echoes, dict) else []:
+            echo = _index(value)
+            if echo is not None:
+                before = speaker_messages(roles[:echo], other)
+                add(speaker, echo, ("echo", f"echoes #{before[-1]}" if before else "echo"))
     return flags

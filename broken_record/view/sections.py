@@ -163,10 +163,11 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "survival", "Loop onset", frames.survival, charts.survival_chart,
         caption=(
-            Words("A conversation that never loops counts as loop-free for as long as it ran and then "
-                  "leaves the count (Kaplan-Meier)"),
+            Words("x: the message number, #m in the reader. A conversation whose loop starts at message m "
+                  "counts as loop-free up to m-1 and looping from m; one that never loops counts as loop-free "
+                  "for as long as it ran and then leaves the count (Kaplan-Meier)"),
             Words(", so short conversations do not inflate the curve", only=PAGE),
-            Words("."),
+            Words(". Solid: the assistant's loops; dashed: the user's (when analysis.json has them)."),
         ),
         file_width=760,
     ),

@@ -9,6 +9,7 @@ page are checked against the analysis.json files the analysis wrote.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -150,9 +151,11 @@ def test_type_bars_equal_analysis_json(page, runs):
 
 
 def test_survival_starts_at_one_and_follows_onsets(page, runs):
-    _, data = charts(page)["survival"]
+    spec, data = charts(page)["survival"]
+    assert spec["encoding"]["x"]["field"] == "message"
+    assert spec["encoding"]["x"]["title"].startswith("message number")
     for folder in runs:
-        curve = data[data["run"] == Path(folder).name].sort_values("turn")
+        curve = data[(data["run"] == Path(folder).name) & (data["speaker"] == "assistant")].sort_values("message")
         assert curve.iloc[0]["loop_free"] == 1.0
         assert curve["loop_free"].is_monotonic_decreasing
         conversations = analysis(folder)["conversations"]
@@ -251,3 +254,117 @@ def test_folder_without_analysis_is_analysed_with_a_notice(tmp_path):
     assert any("analysed now" in n for n in notices)
     # Labelled without the results- prefix.
     assert set(charts(at)["scatter"][1]["run"]) == {"fresh"}
+
+
+# --- one turn numbering: hand-made runs whose flags sit on known messages ---------------
+
+# Two opening lines of the assistant, so assistant turn k is not message 2k+1:
+# assistant turns 0..4 are messages #1 #2 #4 #6 #8, user turns 0..2 are #3 #5 #7.
+ROLES = ["system", "assistant", "assistant", "user", "assistant", "user", "assistant", "user", "assistant"]
+
+
+def write_log(path: Path) -> None:
+    prefixes = {"assistant": "Skye:", "user": "Mark:", "system": ""}
+    header = {"type": "header", "version": 1, "agent_prefix": "Skye:", "user_prefix": "Mark:",
+              "config": {"agent_prefix": "Skye:", "user_prefix": "Mark:", "turn_max_tokens": 64,
+                         "conversation": [{"role": r, "content": "x"} for r in ROLES[:3]]}}
+    lines = [header]
+    for m, role in enumerate(ROLES):
+        said = f"message {m} of the {role}"
+        lines.append({"type": "message", "index": m, "role": role, "prefix": prefixes[role],
+                      "text": f"{prefixes[role]} {said}".strip(), "generated": said,
+                      "source": "config" if m < 3 else "model", "stop": None if m < 3 else "eos", "tokens": 5})
+    lines.append({"type": "footer", "complete": True, "end_reason": "total_tokens", "total_tokens": 90})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def entry(new: bool) -> dict:
+    """The conversation's analysis.json entry: assistant loop from turn 2 (#4), user loop from turn 1 (#5)."""
+    loops: dict[str, dict] = {name: {"present": False, "turns": [], "severity": 0.0} for name in LOOP_TYPES}
+    breaks: dict[str, dict] = {name: {"present": False, "turns": [], "severity": 0.0} for name in BREAK_TYPES}
+    loops["single_turn_loop"] = {"present": True, "turns": [2, 3], "severity": 0.9, "onset": 2}
+    breaks["word_soup"] = {"present": True, "turns": [4], "severity": 0.5}
+    conv = {"file": "parrot_handmade_1.jsonl", "complete": True, "turns": len(ROLES), "assistant_turns": 5,
+            "avg_response_length": 20.0, "response_lengths": [20] * 5, "loop_score": 1, "loop_density": 0.5,
+            BOUNDED: 0.3, "loop_onset_turn": 2, "loops": loops, "breaks": breaks, "top_segments": []}
+    if new:
+        for found in (*loops.values(), *breaks.values()):
+            found["messages"] = [[1, 2, 4, 6, 8][k] for k in found["turns"]]
+        loops["single_turn_loop"]["onset_message"] = 4
+        conv["loop_onset_message"] = 4
+        conv["user"] = {
+            "loops": {"multi_turn_loop": {"present": True, "turns": [1, 2], "messages": [5, 7], "severity": 0.7,
+                                          "onset": 1, "onset_message": 5}},
+            "breaks": {"rejection": {"present": False, "turns": [], "messages": [], "severity": 0.0}},
+            "loop_onset_turn": 1, "loop_onset_message": 5,
+        }
+        conv["echoes"] = {"assistant": [6], "user": []}
+        conv["drivers"] = {"driven_by": "user"}
+    return conv
+
+
+@pytest.fixture(scope="module")
+def handmade(tmp_path_factory) -> list[str]:
+    """Two runs of the same log: ``new`` with message numbers in analysis.json, ``old`` without."""
+    base = tmp_path_factory.mktemp("handmade")
+    folders = []
+    for name in ("new", "old"):
+        folder = base / name
+        folder.mkdir()
+        write_log(folder / "parrot_handmade_1.jsonl")
+        (folder / ANALYSIS_FILE).write_text(json.dumps({"conversations": [entry(name == "new")]}))
+        folders.append(str(folder))
+    return folders
+
+
+def blocks(body: str) -> dict[int, str]:
+    """``{message number: that turn's header}`` of the reader."""
+    found = re.findall(r'data-message="(\d+)"><div class="brp-head">(.*?)</div>', body)
+    return {int(m): head for m, head in found}
+
+
+def flagged(body: str, badge: str) -> set[int]:
+    return {m for m, head in blocks(body).items() if f">{badge}<" in head}
+
+
+@pytest.mark.parametrize("label", ["new", "old"])
+def test_reader_flags_sit_on_their_messages(handmade, label):
+    at = app(handmade)
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == []
+    at.selectbox(key="reader_run").set_value(label).run()
+    assert not at.exception
+    body = reader_html(at)
+    heads = blocks(body)
+    assert sorted(heads) == list(range(len(ROLES)))
+    assert heads[4].startswith("#4 · assistant turn 2")
+    assert heads[5].startswith("#5 · user turn 1")
+    assert heads[0].startswith("#0 · system<")
+    # Assistant turns 2, 3 and 4 are messages #4, #6 and #8 (not #5, #7, #9).
+    assert flagged(body, "single turn loop") == {4, 6}
+    assert flagged(body, "word soup") == {8}
+    assert 'class="brp-turn assistant brp-onset" data-message="4"' in body
+    captions = [c.value for c in at.caption if "messages ·" in c.value]
+    assert len(captions) == 1 and "assistant loop from #4 (assistant turn 2)" in captions[0]
+    if label == "new":  # the user's types, onset and echoes come only with the new analysis.json
+        assert flagged(body, "multi turn loop") == {5, 7}
+        assert flagged(body, "loop starts here") == {4, 5}
+        assert flagged(body, "echoes #5") == {6}
+        assert "user loop from #5 (user turn 1)" in captions[0] and "driven by the user" in captions[0]
+    else:
+        assert flagged(body, "multi turn loop") == set()
+        assert flagged(body, "loop starts here") == {4}
+
+
+def test_onset_chart_drops_at_the_onset_message(handmade):
+    at = app(handmade)
+    assert not at.exception, at.exception
+    _, data = charts(at)["survival"]
+    for label in ("new", "old"):
+        mine = data[(data["run"] == label) & (data["speaker"] == "assistant")]
+        curve = dict(zip(mine["message"], mine["loop_free"]))
+        assert (curve[3], curve[4]) == (1.0, 0.0), label  # loop-free up to #3, looping from #4
+    user = data[(data["run"] == "new") & (data["speaker"] == "user")]
+    assert dict(zip(user["message"], user["loop_free"]))[4] == 1.0
+    assert dict(zip(user["message"], user["loop_free"]))[5] == 0.0
+    assert set(data[data["run"] == "old"]["speaker"]) == {"assistant"}

@@ -224,3 +224,43 @@ def test_results_html_renders_offline(runs, browser, tmp_path):
         assert outside == []
     finally:
         page.close()
+
+
+def test_reader_marks_flags_and_the_onset_on_their_messages_in_chromium(browser, tmp_path):
+    """The reader's block for a hand-made new-style analysis.json entry, drawn by Chromium."""
+    from broken_record.view import frames
+    from broken_record.view.reader import reader_caption, reader_html
+
+    roles = ["system"] + ["assistant", "user"] * 4
+    turns = [{"index": m, "role": role, "text": f"{role}: message {m}", "stop": "eos" if m else None}
+             for m, role in enumerate(roles)]
+    conv = {
+        "file": "x.jsonl", "turns": len(roles), "loop_density": 0.5, "loop_onset_turn": 2, "loop_onset_message": 5,
+        "loops": {"single_turn_loop": {"present": True, "turns": [2, 3], "messages": [5, 7], "severity": 0.9,
+                                       "onset": 2, "onset_message": 5}},
+        "breaks": {"word_soup": {"present": True, "turns": [3], "messages": [7], "severity": 0.5}},
+        "user": {"loops": {"multi_turn_loop": {"present": True, "turns": [1, 2], "messages": [4, 6],
+                                               "severity": 0.7, "onset": 1, "onset_message": 4}},
+                 "breaks": {}, "loop_onset_turn": 1, "loop_onset_message": 4},
+        "echoes": {"assistant": [7], "user": []}, "drivers": {"driven_by": "user"},
+    }
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    try:
+        page.set_content(f"<p>{reader_caption(conv, turns)}</p>" + reader_html(turns, frames.turn_flags(conv, turns), []))
+        shot = tmp_path / "reader.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+        onset = page.locator(".brp-turn.brp-onset")
+        assert onset.count() == 2
+        assert [onset.nth(i).get_attribute("data-message") for i in range(2)] == ["4", "5"]
+        assert onset.nth(1).locator(".brp-head").inner_text().startswith("#5 · assistant turn 2")
+        assert onset.nth(1).locator(".brp-flag.onset").is_visible()
+        seven = page.locator(".brp-turn[data-message='7'] .brp-head").inner_text()
+        assert "single turn loop" in seven and "word soup" in seven and "echoes #6" in seven
+        plain = page.locator(".brp-turn[data-message='3']")
+        assert plain.locator(".brp-flag").count() == 0
+        # The onset turn is drawn differently from a plain one.
+        style = "e => getComputedStyle(e).borderLeftColor + getComputedStyle(e).backgroundColor"
+        assert onset.nth(1).evaluate(style) != plain.evaluate(style)
+    finally:
+        page.close()

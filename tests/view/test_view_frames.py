@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -15,24 +16,26 @@ from broken_record.analysis.detectors import BREAK_TYPES, LOOP_TYPES
 from broken_record.runs.layout import ANALYSIS_FILE
 from broken_record.view import frames
 from broken_record.view.frames import BOUNDED, Run
-from broken_record.view.reader import highlight, turn_html
+from broken_record.view.reader import highlight, reader_caption, reader_html, turn_html
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def conv(file: str, *, onset: int | None = None, turns: int = 5, density: float = 0.5, share: float = 0.25,
          avg: float = 100.0, lengths: Sequence[float] = (100,), present: Collection[str] = (),
-         settings: dict | None = None) -> dict:
+         settings: dict | None = None, messages: int | None = None, **new: object) -> dict:
+    """One analysis.json entry; ``new``: keys of the new analysis.json (``loop_onset_message``, ``user`` ...)."""
     loops = {name: {"present": name in present, "turns": [0] if name in present else []}
              for name in LOOP_TYPES}
     breaks = {name: {"present": name in present, "turns": [1] if name in present else []}
               for name in BREAK_TYPES}
     return {
-        "file": file, "complete": True, "turns": 2 * turns, "assistant_turns": turns,
+        "file": file, "complete": True, "turns": 2 * turns if messages is None else messages, "assistant_turns": turns,
         "avg_response_length": avg, "response_lengths": list(lengths), "loop_score": 1,
         "loop_density": density, BOUNDED: share, "loop_onset_turn": onset,
         "loops": loops, "breaks": breaks, "top_segments": [],
         "settings": settings or {},
+        **new,
     }
 
 
@@ -60,16 +63,125 @@ def test_too_many_runs():
     assert "11" in message and "at most 10" in message and "\n" not in message
 
 
+def curve(frame, speaker: str = "assistant") -> dict[int, float]:
+    mine = frame[frame["speaker"] == speaker]
+    return dict(zip(mine["message"], mine["loop_free"]))
+
+
+# A conversation as the reader shows it: message 0 the system prompt, then the speakers alternating.
+ALTERNATING = ["system"] + ["assistant", "user"] * 5  # assistant turn k = message 2k+1, user turn k = 2k+2
+
+
+def test_survival_drops_at_the_onset_message():
+    # The loop starts at message #5 (assistant turn 2): the reader marks #5 "loop starts here",
+    # so the conversation is loop-free up to #4 and looping from #5, not from #6.
+    looping = conv("a", onset=2, messages=10, loop_onset_message=5)
+    clean = conv("b", onset=None, messages=10, loop_onset_message=None)
+    frame = frames.survival([run("r", looping, clean)])
+    assert list(frame.columns) == ["run", "speaker", "message", "loop_free", "at_risk"]
+    assert [curve(frame)[m] for m in range(10)] == [1.0] * 5 + [0.5] * 5
+    assert set(frame["speaker"]) == {"assistant"}  # no user analysis in these entries
+
+
+def test_survival_maps_an_old_analysis_by_the_logs_roles():
+    # An analysis.json from before message numbers: assistant turn 2 is the log's 3rd assistant message.
+    old = run("r", conv("a", onset=2, messages=10), conv("b", onset=None, messages=10))
+    old.roles = {"a": ALTERNATING[:10], "b": ALTERNATING[:10]}
+    assert [curve(frames.survival([old]))[m] for m in range(10)] == [1.0] * 5 + [0.5] * 5
+    # Two opening lines of the assistant: its turn 2 is message #4 here, not 2*2+1.
+    shifted = run("r", conv("a", onset=2, messages=10), conv("b", onset=None, messages=10))
+    shifted.roles = {"a": ["system", "assistant", "assistant", "user", "assistant"] + ["user", "assistant"] * 2,
+                     "b": ALTERNATING[:10]}
+    assert [curve(frames.survival([shifted]))[m] for m in range(10)] == [1.0] * 4 + [0.5] * 6
+    # Without the log the onset has no message number: that conversation is left out.
+    unknown = run("r", conv("a", onset=2, messages=10), conv("b", onset=None, messages=10))
+    assert set(curve(frames.survival([unknown])).values()) == {1.0}
+
+
 def test_survival_is_kaplan_meier():
-    # onset 2 -> loops during its 3rd turn; the other never loops in 5 turns.
-    frame = frames.survival([run("r", conv("a", onset=2), conv("b", onset=None, turns=5))])
-    curve = dict(zip(frame["turn"], frame["loop_free"]))
-    assert [curve[t] for t in range(6)] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
-    # A short loop-free conversation leaves the count instead of holding the curve up.
-    frame = frames.survival([run("r", conv("a", onset=None, turns=1), conv("b", onset=3), conv("c", onset=None, turns=9))])
-    curve = dict(zip(frame["turn"], frame["loop_free"]))
-    assert curve[4] == pytest.approx(0.5)  # 2 at risk at t=4, one loops
-    assert curve[9] == pytest.approx(0.5)
+    # A short loop-free conversation (messages #0-#1) leaves the count instead of holding the curve up.
+    frame = frames.survival([run("r", conv("a", messages=2, loop_onset_message=None),
+                                 conv("b", onset=1, messages=6, loop_onset_message=3),
+                                 conv("c", messages=10, loop_onset_message=None))])
+    at_risk = dict(zip(frame["message"], frame["at_risk"]))
+    assert (at_risk[1], at_risk[2], at_risk[3], at_risk[4]) == (3, 2, 2, 1)
+    assert curve(frame)[2] == 1.0
+    assert curve(frame)[3] == pytest.approx(0.5)  # 2 at risk at #3, one loops
+    assert curve(frame)[9] == pytest.approx(0.5)
+
+
+def test_survival_has_a_curve_for_the_user():
+    user: dict = {"loops": {}, "breaks": {}, "loop_onset_turn": 1, "loop_onset_message": 4}
+    quiet: dict = {"loops": {}, "breaks": {}, "loop_onset_turn": None, "loop_onset_message": None}
+    frame = frames.survival([run("r", conv("a", messages=8, loop_onset_message=None, user=user),
+                                 conv("b", messages=8, loop_onset_message=None, user=quiet))])
+    assert set(curve(frame).values()) == {1.0}
+    assert [curve(frame, "user")[m] for m in range(8)] == [1.0] * 4 + [0.5] * 4
+
+
+def new_style(file: str = "a") -> dict:
+    """A new analysis.json entry on ALTERNATING: loops named by message number, both speakers, echoes."""
+    entry = conv(file, onset=2, messages=11, loop_onset_message=5,
+                 echoes={"assistant": [7], "user": [4]}, drivers={"driven_by": "user"})
+    entry["loops"]["single_turn_loop"] = {"present": True, "turns": [2, 3], "messages": [5, 7], "onset": 2,
+                                          "onset_message": 5, "severity": 0.9}
+    entry["breaks"]["word_soup"] = {"present": True, "turns": [3], "messages": [7], "severity": 0.6}
+    entry["user"] = {"loops": {"multi_turn_loop": {"present": True, "turns": [1, 2], "messages": [4, 6],
+                                                   "onset": 1, "onset_message": 4, "severity": 0.7}},
+                     "breaks": {"rejection": {"present": False, "turns": [], "messages": [], "severity": 0.0}},
+                     "loop_onset_turn": 1, "loop_onset_message": 4}
+    return entry
+
+
+def turns_of(roles: list[str]) -> list[dict]:
+    return [{"index": m, "role": role, "text": f"{role} says {m}"} for m, role in enumerate(roles)]
+
+
+def test_turn_flags_by_message_number_for_both_speakers():
+    flags = frames.turn_flags(new_style(), turns_of(ALTERNATING))
+    assert flags == {
+        4: [("onset", frames.ONSET), ("loop", "multi_turn_loop"), ("echo", "echoes #3")],
+        5: [("onset", frames.ONSET), ("loop", "single_turn_loop")],
+        6: [("loop", "multi_turn_loop")],
+        7: [("loop", "single_turn_loop"), ("break", "word_soup"), ("echo", "echoes #6")],
+    }
+
+
+def test_turn_flags_of_an_old_analysis_map_speaker_turns_to_the_logs_messages():
+    # Two assistant opening lines: assistant turns 0, 1, 2, 3 are messages #1, #2, #4, #6.
+    roles = ["system", "assistant", "assistant", "user", "assistant", "user", "assistant"]
+    old = conv("a", onset=2, messages=7)
+    old["loops"]["single_turn_loop"] = {"present": True, "turns": [2, 3], "severity": 0.9}
+    old["breaks"]["word_soup"] = {"present": True, "turns": [1], "severity": 0.5}
+    flags = frames.turn_flags(old, turns_of(roles))
+    assert flags == {2: [("break", "word_soup")],
+                     4: [("onset", frames.ONSET), ("loop", "single_turn_loop")],
+                     6: [("loop", "single_turn_loop")]}
+    page = reader_html(turns_of(roles), flags, [])
+    assert "#4 · assistant turn 2" in page and "#3 · user turn 0" in page and "#0 · system<" in page
+    assert "assistant loop from #4 (assistant turn 2)" in reader_caption(old, turns_of(roles))
+
+
+def test_turn_flags_ignore_numbers_that_are_not_the_speakers_messages():
+    entry = new_style()
+    entry["loops"]["single_turn_loop"]["messages"] = [6, 99]  # #6 is a user message; #99 does not exist
+    flags = frames.turn_flags(entry, turns_of(ALTERNATING))
+    assert ("loop", "single_turn_loop") not in flags.get(6, []) and 99 not in flags
+
+
+def test_reader_names_turns_and_onsets_by_message_number():
+    turns = turns_of(ALTERNATING)
+    entry = new_style()
+    page = reader_html(turns, frames.turn_flags(entry, turns), [])
+    blocks = dict(re.findall(r'data-message="(\d+)">(.*?)</div></div>', page))
+    assert "#5 · assistant turn 2" in blocks["5"] and "loop starts here" in blocks["5"]
+    assert "#4 · user turn 1" in blocks["4"] and "loop starts here" in blocks["4"]
+    assert [m for m, block in blocks.items() if "loop starts here" in block] == ["4", "5"]
+    assert 'class="brp-turn assistant brp-onset" data-message="5"' in page
+    caption = reader_caption(entry, turns)
+    assert "assistant loop from #5 (assistant turn 2)" in caption
+    assert "user loop from #4 (user turn 1)" in caption
+    assert "loop driven by the user" in caption and "echoes: assistant 1, user 1" in caption
 
 
 def test_summary_and_type_shares():
@@ -156,6 +268,11 @@ def test_highlight_escapes_everything(text):
 
 def test_highlight_marks_repeats():
     assert highlight("a <b> a <b>", ["a <b>"]) == "<mark>a &lt;b&gt;</mark> <mark>a &lt;b&gt;</mark>"
+
+
+def test_turn_html_names_the_message_and_the_speaker_turn():
+    out = turn_html({"index": 15, "role": "assistant", "text": "x"}, [("onset", frames.ONSET)], [], 7)
+    assert "#15 · assistant turn 7" in out and "loop starts here" in out and "brp-onset" in out
 
 
 def test_turn_html_escapes_role_stop_and_text():

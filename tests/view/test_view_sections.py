@@ -39,10 +39,15 @@ CAPTIONS = {
     ("settings", FILE): "",
     ("histograms", PAGE): "", ("histograms", FILE): "",
     ("types", PAGE): "", ("types", FILE): "",
-    ("survival", PAGE): "A conversation that never loops counts as loop-free for as long as it ran and then leaves "
-                        "the count (Kaplan-Meier), so short conversations do not inflate the curve.",
-    ("survival", FILE): "A conversation that never loops counts as loop-free for as long as it ran and then leaves "
-                        "the count (Kaplan-Meier).",
+    ("survival", PAGE): "x: the message number, #m in the reader. A conversation whose loop starts at message m "
+                        "counts as loop-free up to m-1 and looping from m; one that never loops counts as loop-free "
+                        "for as long as it ran and then leaves the count (Kaplan-Meier), so short conversations do "
+                        "not inflate the curve. Solid: the assistant's loops; dashed: the user's (when analysis.json "
+                        "has them).",
+    ("survival", FILE): "x: the message number, #m in the reader. A conversation whose loop starts at message m "
+                        "counts as loop-free up to m-1 and looping from m; one that never loops counts as loop-free "
+                        "for as long as it ran and then leaves the count (Kaplan-Meier). Solid: the assistant's "
+                        "loops; dashed: the user's (when analysis.json has them).",
 }
 
 
