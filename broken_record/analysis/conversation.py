@@ -16,7 +16,10 @@ from broken_record.analysis import classic, detectors, metrics
 from broken_record.runs import reader as logs
 
 TOP_SEGMENTS = 20
-DENSITY_EDGES = [round(0.05 * i, 2) for i in range(17)]  # 0.00 .. 0.80, the last bucket open
+# The original's 0.05-wide buckets to 0.80, then wider ones: a looping conversation's
+# density is often above 1 (windows overlap), and the original put all of them in "0.80-inf".
+DENSITY_EDGES = [round(0.05 * i, 2) for i in range(17)] + [1.0, 1.5, 2.0, 3.0, 5.0]  # the last bucket open
+SHARE_EDGES = [round(0.1 * i, 1) for i in range(11)]  # repeated share: 0.0 .. 1.0, 1.0 alone in the last
 
 
 def analyze_conversation(conv: logs.Conversation) -> dict[str, Any]:
@@ -82,15 +85,22 @@ def summarize(conversations: list[dict[str, Any]], skipped: int = 0) -> dict[str
         present = [v for v in values if v is not None]
         return sum(present) / len(present) if present else None
 
-    def share(family: str, name: str) -> float:
-        return sum(1 for c in conversations if c[family][name]["present"]) / count if count else 0.0
+    def share(family: str, name: str, speaker: str = "assistant") -> float:
+        return sum(1 for c in conversations if _speaker(c, speaker)[family][name]["present"]) / count if count else 0.0
+
+    def looping(speaker: str) -> float:
+        return sum(1 for c in conversations if _speaker(c, speaker)["loop_onset_turn"] is not None) / count \
+            if count else 0.0
+
+    def onset_mean(speaker: str, key: str) -> float | None:
+        return mean(_speaker(c, speaker).get(key) for c in conversations)
 
     stops: Counter[str] = Counter()
     for c in conversations:
         stops.update(c.get("stop_reasons") or {})
     lengths = [x for c in conversations for x in c["response_lengths"]]
-    onsets = [c["loop_onset_turn"] for c in conversations if c["loop_onset_turn"] is not None]
     densities = [c["loop_density"] for c in conversations]
+    drivers = Counter((c.get("drivers") or {}).get("driven_by") or "none" for c in conversations)
     return {
         "conversations": count,
         "complete": sum(1 for c in conversations if c["complete"]),
@@ -101,22 +111,47 @@ def summarize(conversations: list[dict[str, Any]], skipped: int = 0) -> dict[str
         "mean_avg_response_length": mean(c["avg_response_length"] for c in conversations),
         "mean_loop_density": mean(densities),
         "mean_repeated_share": mean(c["repeated_share"] for c in conversations),
-        "looping_share": sum(1 for c in conversations if c["loop_onset_turn"] is not None) / count if count else 0.0,
-        "mean_loop_onset_turn": mean(onsets),
+        "looping_share": looping("assistant"),
+        "mean_loop_onset_turn": onset_mean("assistant", "loop_onset_turn"),
+        "mean_loop_onset_message": onset_mean("assistant", "loop_onset_message"),
         "loop_types": {name: share("loops", name) for name in detectors.LOOP_TYPES},
         "break_types": {name: share("breaks", name) for name in detectors.BREAK_TYPES},
+        "user": {
+            "looping_share": looping("user"),
+            "mean_loop_onset_turn": onset_mean("user", "loop_onset_turn"),
+            "mean_loop_onset_message": onset_mean("user", "loop_onset_message"),
+            "loop_types": {name: share("loops", name, "user") for name in detectors.LOOP_TYPES},
+            "break_types": {name: share("breaks", name, "user") for name in detectors.BREAK_TYPES},
+            "echoes": sum(len((c.get("echoes") or {}).get("user", [])) for c in conversations),
+        },
+        "echoes": sum(len((c.get("echoes") or {}).get("assistant", [])) for c in conversations),
+        "driven_by": {k: drivers.get(k, 0) for k in ("assistant", "user", "none")},
         "stop_reasons": dict(sorted(stops.items())),
         "histograms": {
             "loop_density": density_histogram(densities),
+            "repeated_share": share_histogram([c["repeated_share"] for c in conversations]),
             "response_length": length_histogram(lengths),
         },
     }
 
 
-def density_histogram(densities: list[float]) -> list[list[Any]]:
-    """The original's loop-density buckets: ``[[low, high, count], ...]``, 0.05 wide, last open.
+def _speaker(conv: dict[str, Any], speaker: str) -> dict[str, Any]:
+    """A conversation entry's loops/breaks/onsets for one speaker (the assistant's are at the top level)."""
+    return conv if speaker == "assistant" else conv["user"]
 
-    ``[0.0, 0.07, 3.2]`` -> ``[[0.0, 0.05, 1], [0.05, 0.1, 1], ..., [0.8, None, 1]]``.
+
+def share_histogram(shares: list[float]) -> list[list[Any]]:
+    """Repeated-share buckets 0.1 wide: ``[[0.0, 0.1, n], ..., [0.9, 1.0, n]]`` (1.0 in the last)."""
+    counts = [0] * (len(SHARE_EDGES) - 1)
+    for x in shares:
+        counts[min(len(counts) - 1, max(0, int(x * 10 + 1e-9)))] += 1
+    return [[low, high, n] for low, high, n in zip(SHARE_EDGES, SHARE_EDGES[1:], counts)]
+
+
+def density_histogram(densities: list[float]) -> list[list[Any]]:
+    """Loop-density buckets: ``[[low, high, count], ...]``, the original's 0.05 wide to 0.8, then wider, last open.
+
+    ``[0.0, 0.07, 3.2]`` -> ``[[0.0, 0.05, 1], [0.05, 0.1, 1], ..., [3.0, 5.0, 1], [5.0, None, 0]]``.
     """
     counts = [0] * len(DENSITY_EDGES)
     for d in densities:

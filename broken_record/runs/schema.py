@@ -245,6 +245,24 @@ class TextMetrics(TypedDict):
     repeated_share: float
 
 
+class SpeakerAnalysis(TypedDict):
+    """The loops and breaks of one speaker (analysis.json's ``user``; the assistant's sit at the top level)."""
+
+    loops: dict[str, dict[str, Any]]            # type -> {"present", "turns", "messages", "severity", ...}
+    breaks: dict[str, dict[str, Any]]
+    loop_onset_turn: int | None                 # that speaker's turn index (0-based, openings included)
+    loop_onset_message: int | None              # the same turn's message number (the .jsonl index)
+
+
+class Drivers(TypedDict):
+    """Who drives the repetition."""
+
+    driven_by: Literal["assistant", "user"] | None
+    first_share: dict[str, float]               # speaker -> share of repeated-segment weight it said first
+    echoes: dict[str, int]                      # speaker -> turns copying the other speaker's turn before
+    segments: list[dict[str, Any]]              # {"segment", "count", "first_message", "first_speaker", "turns"}
+
+
 class ConversationAnalysis(TypedDict):
     """analysis.json's entry for one conversation log."""
 
@@ -263,9 +281,13 @@ class ConversationAnalysis(TypedDict):
     top_segments: list[list[Any]]               # [[segment, count], ...]
     segment_extensions: list[list[list[Any]]]   # per top segment: [[longer segment, count], ...]
     segments_found: int
-    loops: dict[str, dict[str, Any]]            # type -> {"present", "turns", "severity", ...}
+    loops: dict[str, dict[str, Any]]            # the assistant's: type -> {"present", "turns", "messages", ...}
     breaks: dict[str, dict[str, Any]]
-    loop_onset_turn: int | None
+    loop_onset_turn: int | None                 # assistant turn index
+    loop_onset_message: int | None              # its message number
+    user: SpeakerAnalysis
+    echoes: dict[str, list[int]]                # speaker -> message numbers of its turns copying the other
+    drivers: Drivers
     metrics: TextMetrics
     settings: Settings
     agent_prefix: str
@@ -277,6 +299,7 @@ class ConversationAnalysis(TypedDict):
 
 class Histograms(TypedDict):
     loop_density: list[list[Any]]     # [[low, high or None, count], ...]
+    repeated_share: list[list[Any]]
     response_length: list[list[Any]]
 
 
@@ -290,10 +313,14 @@ class AnalysisSummary(TypedDict):
     mean_avg_response_length: float | None
     mean_loop_density: float | None
     mean_repeated_share: float | None
-    looping_share: float
+    looping_share: float              # conversations where the assistant loops
     mean_loop_onset_turn: float | None
-    loop_types: dict[str, float]      # type -> share of conversations showing it
+    mean_loop_onset_message: float | None
+    loop_types: dict[str, float]      # type -> share of conversations where the assistant shows it
     break_types: dict[str, float]
+    user: dict[str, Any]              # the same shares and onsets for the user speaker, and its echoes
+    echoes: int                       # assistant turns copying the user's turn before
+    driven_by: dict[str, int]         # "assistant" | "user" | "none" -> conversations
     stop_reasons: dict[str, int]
     histograms: Histograms
 

@@ -52,7 +52,8 @@ def test_report_has_the_original_figures(analysed):
     # Top segments print on one line each, with the longer ones that extend them.
     assert "  a b c d e (found 2 times)\n" in out
     assert "  >> a b c d e a b c d e (found 2 times)\n" in out
-    assert "Histogram of Loop Densities:" in out and "0.80-inf: #### (4)" in out
+    # The original's buckets to 0.80, then wider ones instead of one "0.80-inf" for every looping conversation.
+    assert "Histogram of Loop Densities:" in out and "0.80-1.00: # (1)" in out and "5.00-inf: ## (2)" in out
     assert "Histogram of Response Lengths:" in out and "0-1: # (1)" in out
     assert "Traceback" not in out + result.stderr
 
@@ -183,7 +184,8 @@ def test_a_bad_folder_among_good_ones_fails_the_exit_code_only(tmp_path, testdat
 
 def test_histograms():
     assert analysis.density_histogram([0.0, 0.07, 3.2, 0.8])[:2] == [[0.0, 0.05, 1], [0.05, 0.1, 1]]
-    assert analysis.density_histogram([0.8, 3.2])[-1] == [0.8, None, 2]
+    assert analysis.density_histogram([0.8, 3.2, 9.0])[-6:] == [
+        [0.8, 1.0, 1], [1.0, 1.5, 0], [1.5, 2.0, 0], [2.0, 3.0, 0], [3.0, 5.0, 1], [5.0, None, 1]]
     lengths = analysis.length_histogram([0, 1, 2, 100, 101, 2000, 2001])
     assert lengths[0] == [0, 1, 2] and lengths[1] == [0, 100, 2] and lengths[2] == [100, 200, 1]
     assert lengths[20] == [1900, 2000, 1] and lengths[21] == [2000, None, 1]
