@@ -56,7 +56,8 @@ NEAR_VERBATIM = 0.5  # bigram Dice at or above which a turn repeats another
 MAX_PERIOD = 8  # the longest cycle multi_turn_loop looks for, in the speaker's turns
 PARAPHRASE_COSINE = 0.5  # TF-IDF cosine at or above which two turns say the same thing
 SEMANTIC_WINDOW = 3  # a turn is compared with this many of the speaker's turns before it
-WINDOW = 2 * MAX_PERIOD + 1  # messages apart that pairs are scored for (both speakers interleaved)
+WINDOW = 2 * MAX_PERIOD + 1  # messages apart that verbatim overlaps are scored for (both speakers interleaved)
+MEANING_WINDOW = 2 * SEMANTIC_WINDOW + 1  # ... and meaning overlaps
 INTRA_GRAM = 3  # intra-turn repetition: word n-grams of this size ...
 INTRA_REPEATS = 3  # ... occurring this often in the turn ...
 INTRA_COVER = 0.3  # ... covering at least this share of its words
@@ -83,12 +84,14 @@ class Reply:
     message: int = -1  # the message number (the .jsonl index); -1 when unknown
     speaker: str = "assistant"
     words: tuple[str, ...] = field(init=False, repr=False, compare=False)  # metrics.tokens(text), once
-    rep4: float = field(init=False, repr=False, compare=False)  # seq-rep-4 of the words, once
 
     def __post_init__(self) -> None:
-        words = tuple(tokens(self.text))
-        object.__setattr__(self, "words", words)
-        object.__setattr__(self, "rep4", seq_rep_n(words, 4))
+        object.__setattr__(self, "words", tuple(tokens(self.text)))
+
+    @property
+    def rep4(self) -> float:
+        """seq-rep-4 of the words."""
+        return seq_rep_n(self.words, 4)
 
 
 def replies_from_turns(turns: Iterable[Turn]) -> list[Reply]:
@@ -161,7 +164,8 @@ def _rows(ids: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return keys >> np.uint64(24), (keys & np.uint64(0xFFFFFF)).astype(np.int64), counts
 
 
-def verbatim_overlaps(words: Sequence[tuple], window: int = WINDOW) -> np.ndarray:
+def verbatim_overlaps(words: Sequence[tuple], window: int = WINDOW,
+                      hashed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``out[i, d]``: bigram-multiset Dice overlap of texts i and i - d, for 0 < d <= window.
 
     ``[("a","b","c"), ("a","b","c")]`` -> ``out[1, 1] == 1.0``.
@@ -169,7 +173,7 @@ def verbatim_overlaps(words: Sequence[tuple], window: int = WINDOW) -> np.ndarra
     count = len(words)
     if count > 0xFFFFFF:
         raise ValueError("verbatim_overlaps: at most 16M texts")
-    hashes, owner = _word_hashes(words)
+    hashes, owner = hashed if hashed is not None else _word_hashes(words)
     grams, gram_owner = _bigrams(hashes, owner)
     sizes = np.bincount(gram_owner, minlength=count).astype(np.float64)
     # A bigram said twice in a text is two features: (gram, 1st) and (gram, 2nd).
@@ -187,13 +191,14 @@ def verbatim_overlaps(words: Sequence[tuple], window: int = WINDOW) -> np.ndarra
     return dice
 
 
-def _feature_ids(texts: Sequence[str], words: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray]:
+def _feature_ids(texts: Sequence[str], words: Sequence[tuple],
+                 hashed: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(text index, feature id) of every feature occurrence of every text.
 
     Features: word unigrams and bigrams, and character 4-grams of the
     lower-cased text with runs of whitespace made one space.
     """
-    unigrams, word_owner = _word_hashes(words)
+    unigrams, word_owner = hashed if hashed is not None else _word_hashes(words)
     bigrams, bigram_owner = _bigrams(unigrams, word_owner)
     owners, ids = [word_owner, bigram_owner], [unigrams, bigrams]
     flats = [" ".join(t.lower().split()) for t in texts]
@@ -215,7 +220,8 @@ def _feature_ids(texts: Sequence[str], words: Sequence[tuple]) -> tuple[np.ndarr
     return np.concatenate(owners), np.concatenate(ids)
 
 
-def tfidf_matrix(texts: Sequence[str], window: int, words: Sequence[tuple] | None = None) -> np.ndarray:
+def tfidf_matrix(texts: Sequence[str], window: int, words: Sequence[tuple] | None = None,
+                 hashed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``out[i, d]``: TF-IDF cosine of texts i and i - d, for 0 < d <= window.
 
     Features: word unigrams and bigrams and character 4-grams; sublinear tf
@@ -227,7 +233,7 @@ def tfidf_matrix(texts: Sequence[str], window: int, words: Sequence[tuple] | Non
     if count < 2:
         return np.zeros((count, window + 1))
     words = words if words is not None else [tuple(tokens(t)) for t in texts]
-    owner, ids = _feature_ids(texts, words)
+    owner, ids = _feature_ids(texts, words, hashed)
     feature, text, counts = _rows(ids, owner)
     tf = 1.0 + np.log(counts.astype(np.float64))
     first_of_feature = np.concatenate(([True], feature[1:] != feature[:-1]))
@@ -256,26 +262,27 @@ class Similarity:
     gives a view of one speaker's turns with that speaker's indices.
     """
 
-    def __init__(self, replies: Sequence[Reply], window: int = WINDOW,
-                 _dice: np.ndarray | None = None, _cos: np.ndarray | None = None,
-                 _positions: Sequence[int] | None = None):
-        if _dice is None or _cos is None:
+    def __init__(self, replies: Sequence[Reply], hashed: tuple[np.ndarray, np.ndarray] | None = None,
+                 _parts: tuple[np.ndarray, np.ndarray, list[int]] | None = None):
+        if _parts is None:
             words = [r.words for r in replies]
-            _dice = verbatim_overlaps(words, window)
-            _cos = tfidf_matrix([r.text for r in replies], window, words)
-        self._dice, self._cos, self.window = _dice, _cos, window
-        self._pos = list(_positions) if _positions is not None else list(range(len(replies)))
+            hashed = hashed if hashed is not None else _word_hashes(words)
+            self._dice = verbatim_overlaps(words, WINDOW, hashed)
+            self._cos = tfidf_matrix([r.text for r in replies], MEANING_WINDOW, words, hashed)
+            self._pos = list(range(len(replies)))
+        else:
+            self._dice, self._cos, self._pos = _parts
 
     def of(self, positions: Sequence[int]) -> Similarity:
         """The same overlaps, indexed by position in ``positions`` (one speaker's turns)."""
-        return Similarity([], self.window, self._dice, self._cos, [self._pos[p] for p in positions])
+        return Similarity([], _parts=(self._dice, self._cos, [self._pos[p] for p in positions]))
 
     def _at(self, matrix: np.ndarray, i: int, j: int) -> float:
         a, b = self._pos[i], self._pos[j]
         if a < b:
             a, b = b, a
         gap = a - b
-        return float(matrix[a, gap]) if 0 < gap <= self.window else 0.0
+        return float(matrix[a, gap]) if 0 < gap < matrix.shape[1] else 0.0
 
     def verbatim(self, i: int, j: int) -> float:
         return self._at(self._dice, i, j)
@@ -366,14 +373,15 @@ def char_runs(texts: list[str], longest_unit: int = 10, repeats: int = 6, min_ch
     return found
 
 
-def repeated_cover(words: Sequence[tuple], n: int = INTRA_GRAM, repeats: int = INTRA_REPEATS) -> np.ndarray:
+def repeated_cover(words: Sequence[tuple], n: int = INTRA_GRAM, repeats: int = INTRA_REPEATS,
+                   hashed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Per text: the share of its words inside a word n-gram that occurs ``repeats``+ times in it.
 
     ``[("a","b","c")*3]`` -> ``[1.0]``; a text without such n-grams -> 0.0.
     """
     count = len(words)
     cover = np.zeros(count)
-    hashes, owner = _word_hashes(words)
+    hashes, owner = hashed if hashed is not None else _word_hashes(words)
     if len(hashes) < n:
         return cover
     grams = hashes[:1 - n] if n > 1 else hashes
@@ -395,7 +403,8 @@ def repeated_cover(words: Sequence[tuple], n: int = INTRA_GRAM, repeats: int = I
     return cover
 
 
-def intra_turn_repetition(replies: Sequence[Reply], cover: np.ndarray | None = None) -> dict:
+def intra_turn_repetition(replies: Sequence[Reply], cover: np.ndarray | None = None,
+                          runs: dict[int, int] | None = None) -> dict:
     """Inside one turn a phrase (or a template, or a character run) repeats over and over.
 
     Evidence: the share of the turn's words inside a word 3-gram that occurs
@@ -404,7 +413,8 @@ def intra_turn_repetition(replies: Sequence[Reply], cover: np.ndarray | None = N
     """
     if cover is None:
         cover = repeated_cover([r.words for r in replies])
-    runs = char_runs([r.text if r.generated else "" for r in replies])
+    if runs is None:
+        runs = char_runs([r.text if r.generated else "" for r in replies])
     flagged = [i for i, r in enumerate(replies) if r.generated and (
         (len(r.words) >= INTRA_MIN_TOKENS and cover[i] >= INTRA_COVER) or i in runs)]
     return _loop_entry(replies, flagged, repeated_cover={str(i): round(float(cover[i]), 4) for i in flagged},
@@ -461,7 +471,10 @@ def semantic_repetition(replies: Sequence[Reply], sim: Similarity | None = None)
 
 # --- breaks ------------------------------------------------------------------------
 
-_ODD_WORD = re.compile(r"[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]|[^\x00-\x7f][A-Za-z]|[A-Za-z][^\x00-\x7f]")
+_STRIP = "\"'*()[],.!?;:"  # punctuation that does not make a word
+_SPACES = np.array([0, 9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x2028, 0x2029, 0x3000], dtype=np.uint32)
+_STRIP_CODES = np.array(sorted(ord(c) for c in _STRIP), dtype=np.uint32)
+_PUNCT_TOKEN = re.compile(r"[^\w\s]")
 _FUNCTION_WORDS = """
 a an the and or but if so as at by for from in into of on onto to with without about over under
 i me my mine you your yours he him his she her hers it its we us our they them their this that these
@@ -473,30 +486,92 @@ i'm i've i'll i'd you're you've you'll it's that's don't can't won't isn't let's
 FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
 
 
-def odd_word_share(text: str) -> float:
-    """Share of words that look malformed: camelCase joins, letters glued to digits or to other scripts.
+def _codes(texts: Sequence[str]) -> np.ndarray:
+    """The code points of the texts joined by NUL characters."""
+    return np.frombuffer("\x00".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
-    ``"a bridgeListLiterie b"`` -> ``1/3``.
+
+def odd_word_shares(texts: Sequence[str]) -> np.ndarray:
+    """Per text: the share of its words that look malformed.
+
+    A word is a run of non-space characters with at least one character
+    other than ``"'*()[],.!?;:``. It is malformed when two characters in it
+    are a lower-case letter then a capital (camelCase joins: "plutoniumsideMigamb"),
+    a letter and a digit either way, or an ASCII letter and a non-ASCII letter
+    either way (typographic punctuation such as ’ or “ is not a letter), or
+    when it has 19 or more characters besides that punctuation.
+    ``["a bridgeListLiterie b", "fine"]`` -> ``[1/3, 0.0]``.
     """
-    words = [w.strip("\"'*()[],.!?;:") for w in text.split()]
-    words = [w for w in words if w]
-    if not words:
-        return 0.0
-    return sum(1 for w in words if _ODD_WORD.search(w) or len(w) > 18) / len(words)
+    count = len(texts)
+    out = np.zeros(count)
+    codes = _codes(texts)
+    if not len(codes):
+        return out
+    lower = (codes >= 97) & (codes <= 122)
+    upper = (codes >= 65) & (codes <= 90)
+    digit = (codes >= 48) & (codes <= 57)
+    ascii_letter = lower | upper
+    foreign = (codes > 127) & ~np.isin(codes, _SPACES) & ~((codes >= 0xA0) & (codes <= 0xBF)) \
+        & ~((codes >= 0x2000) & (codes <= 0x206F)) & ~((codes >= 0x3000) & (codes <= 0x303F))
+    a, b = slice(None, -1), slice(1, None)
+    joined = (lower[a] & upper[b]) | (ascii_letter[a] & digit[b]) | (digit[a] & ascii_letter[b]) \
+        | (foreign[a] & ascii_letter[b]) | (ascii_letter[a] & foreign[b])
+    space = np.isin(codes, _SPACES)
+    word = np.cumsum(space)  # the word each character is in (a space starts a new one)
+    owner = np.cumsum(codes == 0)  # the text each character is in
+    solid = ~space & ~np.isin(codes, _STRIP_CODES)
+    words = word[solid]
+    sizes = np.bincount(words, minlength=word[-1] + 1)
+    real = sizes > 0
+    odd = np.zeros(len(sizes), dtype=bool)
+    odd[word[1:][joined]] = True
+    odd |= sizes >= 19
+    odd &= real
+    # the text of each word: that of its first character
+    first = np.searchsorted(word, np.arange(len(sizes)))
+    word_owner = owner[np.minimum(first, len(owner) - 1)]
+    totals = np.bincount(word_owner[real], minlength=count)[:count]
+    hits = np.bincount(word_owner[odd], minlength=count)[:count]
+    np.divide(hits, totals, out=out, where=totals > 0)
+    return out
+
+
+def odd_word_share(text: str) -> float:
+    """``odd_word_shares`` of one text."""
+    return float(odd_word_shares([text])[0])
+
+
+_FUNCTION_HASHES = np.array(sorted({hash(w) for w in FUNCTION_WORDS}), dtype=np.int64).view(np.uint64)
+
+
+def lexical_counts(replies: Sequence[Reply]) -> np.ndarray:
+    """Per reply: its word tokens, punctuation tokens left out."""
+    return np.array([len(r.words) - len(_PUNCT_TOKEN.findall(r.text)) for r in replies], dtype=np.float64)
+
+
+def function_word_shares(words: Sequence[tuple], hashed: tuple[np.ndarray, np.ndarray] | None = None,
+                         lexical: np.ndarray | None = None) -> np.ndarray:
+    """Per text: the share of its word tokens that are English function words (syntax); punctuation left out.
+
+    ``[("i", "like", "the", "sea", ".")]`` -> ``[0.5]``.
+    """
+    hashes, owner = hashed if hashed is not None else _word_hashes(words)
+    count = len(words)
+    if lexical is None:
+        lexical = np.array([sum(1 for t in w if not _PUNCT_TOKEN.fullmatch(t)) for w in words], dtype=np.float64)
+    hits = np.bincount(owner, weights=np.isin(hashes, _FUNCTION_HASHES).astype(np.float64), minlength=count)
+    out = np.zeros(count)
+    np.divide(hits, lexical, out=out, where=lexical > 0)
+    return out
 
 
 def function_word_share(words: Sequence[str]) -> float:
-    """Share of the word tokens that are English function words (syntax); punctuation left out.
-
-    ``("i", "like", "the", "sea", ".")`` -> ``0.5``.
-    """
-    lexical = [w for w in words if w[0].isalnum()]
-    if not lexical:
-        return 0.0
-    return sum(1 for w in lexical if w.replace("’", "'") in FUNCTION_WORDS) / len(lexical)
+    """``function_word_shares`` of one text's tokens."""
+    return float(function_word_shares([tuple(words)])[0])
 
 
-def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None) -> dict:
+def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None, syntax: np.ndarray | None = None,
+              odd: np.ndarray | None = None, lexical: np.ndarray | None = None) -> dict:
     """The text is not language: malformed or glued words, or words without syntax.
 
     A property of the text, whatever ended the turn: at least 20% of its words
@@ -504,18 +579,23 @@ def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None) -> d
     in 20+ words. Stopping on the turn limit is reported beside it.
     """
     flagged, limit_turns, scores = [], [], {}
+    if syntax is None:
+        syntax = function_word_shares([r.words for r in replies])
+    if odd is None:
+        odd = odd_word_shares([r.text for r in replies])
+    if lexical is None:
+        lexical = lexical_counts(replies)
     for i, reply in enumerate(replies):
         if not reply.generated:
             continue
         if reply.stop == "limit" or (reply.stop is None and turn_max_tokens is not None
                                      and reply.tokens is not None and reply.tokens >= turn_max_tokens):
             limit_turns.append(i)
-        lexical = sum(1 for w in reply.words if w[0].isalnum())
-        odd = odd_word_share(reply.text) if lexical >= SOUP_MIN_WORDS else 0.0
-        syntax = function_word_share(reply.words) if lexical >= SOUP_FUNCTION_MIN_WORDS else 1.0
-        if odd >= SOUP_ODD_SHARE or syntax < SOUP_FUNCTION_SHARE:
+        malformed = float(odd[i]) if lexical[i] >= SOUP_MIN_WORDS else 0.0
+        function = float(syntax[i]) if lexical[i] >= SOUP_FUNCTION_MIN_WORDS else 1.0
+        if malformed >= SOUP_ODD_SHARE or function < SOUP_FUNCTION_SHARE:
             flagged.append(i)
-            scores[str(i)] = {"odd_words": round(odd, 4), "function_words": round(syntax, 4)}
+            scores[str(i)] = {"odd_words": round(malformed, 4), "function_words": round(function, 4)}
     return _entry(replies, flagged, limit_turns=limit_turns, evidence=scores)
 
 
@@ -532,17 +612,30 @@ def nothing_to_say(replies: Sequence[Reply]) -> dict:
 # Ends on an apostrophe, or one or two letters after it that finish no contraction.
 _CUT_AT_APOSTROPHE = re.compile(r"\w['’](?!(?:s|t|m|d|re|ve|ll)$)\w{0,2}$", re.I)
 _APOSTROPHE_GARBAGE = re.compile(
-    r"\w['’]\s+(?:s|t|m|re|ve|ll|d)\b"  # "I' m", "don' t"
-    r"|\w\s+['’](?:s|t|m|re|ve|ll|d)\b"  # "I 'm"
+    r"(?<=\w)['’]\s+(?:s|t|m|re|ve|ll|d)\b"  # "I' m", "don' t"
+    r"|(?<=\w\s)['’](?:s|t|m|re|ve|ll|d)\b"  # "I 'm"
     r"|['’]{2,}\w"  # "it''s"
-    r"|\w['’][^\s\w\"'’.,!?;:)\]*…-]",  # an apostrophe followed by a stray symbol
+    r"|(?<=\w)['’][^\s\w\"'’.,!?;:)\]*…-]",  # an apostrophe followed by a stray symbol
     re.I)
+
+
+def _garbled(text: str) -> bool:
+    """``_APOSTROPHE_GARBAGE`` anywhere in the text, looked for only around its apostrophes."""
+    for quote in ("'", "’"):
+        at = text.find(quote)
+        while at != -1:
+            # every pattern lies within 3 characters before and 7 after the apostrophe
+            if _APOSTROPHE_GARBAGE.search(text, max(0, at - 3), at + 8):
+                return True
+            at = text.find(quote, at + 1)
+    return False
 
 
 def apostrophe_break(replies: Sequence[Reply]) -> dict:
     """Generation goes wrong at apostrophes: turns cut off at one, or garbage around them."""
-    cut = [i for i, r in enumerate(replies) if r.generated and _CUT_AT_APOSTROPHE.search(r.text)]
-    garbled = [i for i, r in enumerate(replies) if r.generated and _APOSTROPHE_GARBAGE.search(r.text)]
+    # The cut can only be in the last four characters: look there, not along the whole turn.
+    cut = [i for i, r in enumerate(replies) if r.generated and _CUT_AT_APOSTROPHE.search(r.text[-5:])]
+    garbled = [i for i, r in enumerate(replies) if r.generated and _garbled(r.text)]
     return _entry(replies, set(cut) | set(garbled), cut_off=cut, garbled=garbled)
 
 
@@ -565,12 +658,21 @@ _REJECTION = re.compile(
     re.I)
 
 
+# Every _REJECTION phrase holds one of these: turns without any are not searched.
+_REJECTION_KEYS = ("ai", "language model", "assistant", "artificial", "can't", "cannot", "can not", "won't",
+                   "unable", "not able", "decline", "refuse", "against my", "apologi", "sorry", "personal")
+
+
 def rejection(replies: Sequence[Reply]) -> dict:
     """The speaker refuses or steps out of character ("I can't continue this", "As an AI...")."""
     phrases = {}
     for i, reply in enumerate(replies):
         if reply.generated:
-            m = _REJECTION.search(reply.text.replace("’", "'"))
+            text = reply.text.replace("’", "'")
+            lower = text.lower()
+            if not any(key in lower for key in _REJECTION_KEYS):
+                continue
+            m = _REJECTION.search(text)
             if m:
                 phrases[i] = m.group(0)
     return _entry(replies, phrases, phrases={str(i): p for i, p in phrases.items()})
@@ -579,19 +681,21 @@ def rejection(replies: Sequence[Reply]) -> dict:
 # --- all together --------------------------------------------------------------------
 
 
-def detect(replies: Sequence[Reply], turn_max_tokens: int | None = None,
-           sim: Similarity | None = None, cover: np.ndarray | None = None) -> tuple[dict, dict, int | None]:
+def detect(replies: Sequence[Reply], turn_max_tokens: int | None = None, sim: Similarity | None = None,
+           cover: np.ndarray | None = None, syntax: np.ndarray | None = None,
+           odd: np.ndarray | None = None, runs: dict[int, int] | None = None,
+           lexical: np.ndarray | None = None) -> tuple[dict, dict, int | None]:
     """``(loops, breaks, loop_onset_turn)`` for one speaker's turns."""
     sim = _similarity(replies, sim)
     loops = {
         "single_turn_loop": single_turn_loop(replies, sim),
         "multi_turn_loop": multi_turn_loop(replies, sim),
-        "intra_turn_repetition": intra_turn_repetition(replies, cover),
+        "intra_turn_repetition": intra_turn_repetition(replies, cover, runs),
         "prefix_repetition": prefix_repetition(replies),
         "semantic_repetition": semantic_repetition(replies, sim),
     }
     breaks = {
-        "word_soup": word_soup(replies, turn_max_tokens),
+        "word_soup": word_soup(replies, turn_max_tokens, syntax, odd, lexical),
         "nothing_to_say": nothing_to_say(replies),
         "apostrophe_break": apostrophe_break(replies),
         "leading_whitespace": leading_whitespace(replies),
@@ -651,14 +755,23 @@ def detect_all(replies: Sequence[Reply], turn_max_tokens: dict[str, int | None] 
     Returns ``{"assistant": {"loops", "breaks", "loop_onset_turn",
     "loop_onset_message"}, "user": {...}, "echoes": {...}, "drivers": {...}}``.
     """
-    sim = Similarity(replies)
-    cover = repeated_cover([r.words for r in replies])
+    words = [r.words for r in replies]
+    hashed = _word_hashes(words)
+    sim = Similarity(replies, hashed)
+    cover = repeated_cover(words, hashed=hashed)
+    lexical = lexical_counts(replies)
+    syntax = function_word_shares(words, hashed, lexical)
+    odd = odd_word_shares([r.text for r in replies])
+    runs = char_runs([r.text if r.generated else "" for r in replies])
     out: dict = {}
     for speaker in SPEAKERS:
         positions = [i for i, r in enumerate(replies) if r.speaker == speaker]
         mine = [replies[i] for i in positions]
         limit = turn_max_tokens.get(speaker) if isinstance(turn_max_tokens, dict) else turn_max_tokens
-        loops, breaks, onset = detect(mine, limit, sim.of(positions), cover[positions] if positions else cover[:0])
+        where = {p: k for k, p in enumerate(positions)}
+        loops, breaks, onset = detect(mine, limit, sim.of(positions), cover[positions], syntax[positions],
+                                      odd[positions], {where[p]: n for p, n in runs.items() if p in where},
+                                      lexical[positions])
         out[speaker] = {"loops": loops, "breaks": breaks, "loop_onset_turn": onset,
                         "loop_onset_message": mine[onset].message if onset is not None else None}
     echoed = echoes(replies, sim)
