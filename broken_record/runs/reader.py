@@ -173,7 +173,8 @@ def parse_jsonl(text: str, name: str = "conversation.jsonl") -> Conversation:
         text_ = _str(m.get("text"))
         prefix = _str(m.get("prefix")) or (agent_prefix if role == "assistant" else user_prefix if role == "user" else "")
         generated = m.get("generated")
-        raw = _str(generated) if generated is not None else _after_prefix(text_, prefix)
+        # The model's text after the prefix, less the one space that separates them (as in a .log).
+        raw = _after_prefix(_str(generated), "") if generated is not None else _after_prefix(text_, prefix)
         turns.append(Turn(
             index=i, role=role, text=text_, content=raw.strip(), raw=raw,
             source=_str(m.get("source")) or None,

@@ -268,3 +268,14 @@ def test_detect_and_loop_onset():
 def test_config_turns_are_never_flagged_as_breaks():
     quiet = [d.Reply(text="", raw="", generated=False)] + [d.Reply(text=ORIG[1].text, raw=ORIG[1].raw)]
     assert not d.nothing_to_say(quiet)["present"]
+
+
+def test_leading_whitespace_is_the_same_in_a_jsonl_and_its_log():
+    # The .jsonl keeps what the model generated, the separating space after "Juno:" included;
+    # the .log drops that space. Both must give the same count.
+    run = Path(__file__).resolve().parents[1] / "fixtures" / "parrot_20261123_005123"
+    for jsonl in sorted(run.glob("*.jsonl")):
+        counts = [{t.index: len(t.raw) - len(t.raw.lstrip()) for t in read_log(path).turns if t.role != "system"}
+                  for path in (jsonl, jsonl.with_suffix(".log"))]
+        assert counts[0] == counts[1], jsonl.name
+        assert set(counts[0].values()) == {0}  # SmolLM2's turns start right after the one space
