@@ -52,7 +52,8 @@ BREAK_TYPES = ("word_soup", "nothing_to_say", "apostrophe_break", "leading_white
 CONTENT_LOOPS = ("single_turn_loop", "multi_turn_loop", "intra_turn_repetition", "semantic_repetition")
 SPEAKERS = ("assistant", "user")
 
-NEAR_VERBATIM = 0.5  # bigram Dice at or above which a turn repeats another
+NEAR_VERBATIM = 0.5  # verbatim overlap at or above which a turn repeats another
+CONTAINED_MIN_BIGRAMS = 6  # below this many bigrams, the shorter turn's overlap is Dice, not containment
 MAX_PERIOD = 8  # the longest cycle multi_turn_loop looks for, in the speaker's turns
 PARAPHRASE_COSINE = 0.5  # TF-IDF cosine at or above which two turns say the same thing
 SEMANTIC_WINDOW = 3  # a turn is compared with this many of the speaker's turns before it
@@ -166,8 +167,13 @@ def _rows(ids: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 def verbatim_overlaps(words: Sequence[tuple], window: int = WINDOW,
                       hashed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """``out[i, d]``: bigram-multiset Dice overlap of texts i and i - d, for 0 < d <= window.
+    """``out[i, d]``: the verbatim overlap of texts i and i - d, for 0 < d <= window.
 
+    Over word-bigram multisets: the share of the shorter text's bigrams that
+    the other holds too (so a turn that says its predecessor again five
+    times repeats it), or, when the shorter has fewer than
+    ``CONTAINED_MIN_BIGRAMS`` (a stock phrase such as ``*smiles*`` inside a
+    long turn is no repeat), the Dice overlap 2·shared / (both sizes).
     ``[("a","b","c"), ("a","b","c")]`` -> ``out[1, 1] == 1.0``.
     """
     count = len(words)
@@ -185,10 +191,13 @@ def verbatim_overlaps(words: Sequence[tuple], window: int = WINDOW,
     ids = (grams ^ (rank.astype(np.uint64) * _MIX2)) * _MIX
     feature, text, _ = _rows(ids, gram_owner)
     shared = _pair_sums(feature, text, np.ones(len(feature)), count, window)
-    total = sizes[:, None] + np.array([np.roll(sizes, d) for d in range(window + 1)]).T
+    other = np.array([np.roll(sizes, d) for d in range(window + 1)]).T  # other[i, d] = sizes[i - d]
+    total = sizes[:, None] + other
+    shorter = np.minimum(sizes[:, None], other)
     with np.errstate(divide="ignore", invalid="ignore"):
         dice = np.where(total > 0, 2 * shared / total, 0.0)
-    return dice
+        contained = np.where(shorter > 0, shared / shorter, 0.0)
+    return np.where(shorter >= CONTAINED_MIN_BIGRAMS, contained, dice)
 
 
 def _feature_ids(texts: Sequence[str], words: Sequence[tuple],
