@@ -41,10 +41,10 @@ TYPES = (*detectors.LOOP_TYPES, *detectors.BREAK_TYPES)
 ROWS = (*TYPES, "echo")
 
 
-def load_labels(corpus: Path = CORPUS) -> list[dict]:
+def load_labels(corpus: Path = CORPUS, labels: Path | None = None) -> list[dict]:
     """Every label file, with the path of its conversation's .jsonl beside it."""
     out = []
-    for path in sorted((corpus / "labels").glob("*.json")):
+    for path in sorted((labels or corpus / "labels").glob("*.json")):
         label = json.loads(path.read_text())
         matches = sorted(corpus.glob(f"*/{label['file']}"))
         if len(matches) != 1:
@@ -142,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("test", "tune", "all"), default=None,
                         help="one split only (default: tune and test, each on its own)")
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="the corpus folder (default: %(default)s)")
+    parser.add_argument("--labels", type=Path, default=None, help="the label folder (default: CORPUS/labels)")
+    parser.add_argument("--mistakes", action="store_true", help="also print every disagreement with the labels")
     args = parser.parse_args(argv)
-    labels = load_labels()
+    labels = load_labels(args.corpus, args.labels)
     splits = [args.split] if args.split else ["tune", "test"]
     out = {"what": "loop/break detectors vs hand labels of real conversations (tests/fixtures/corpus)",
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -155,9 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         out["splits"][split] = result
         for level in ("conversation", "turn"):
             print_table(split, level, result[level], len(chosen))
-    target = ROOT / "bench" / "results" / "detectors.json"
-    target.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"\nwritten: {target.relative_to(ROOT)}")
+        if args.mistakes:
+            for m in result["mistakes"]:
+                print(f"  {m['file']} {m['speaker']:9} {m['type']:22} missed {m['missed']} extra {m['extra']}")
+    if args.corpus == CORPUS and args.labels is None:
+        target = ROOT / "bench" / "results" / "detectors.json"
+        target.write_text(json.dumps(out, indent=1, default=str) + "\n")
+        print(f"\nwritten: {target.relative_to(ROOT)}")
     return 0
 
 

@@ -439,18 +439,31 @@ def _common_prefix_words(a: tuple, b: tuple) -> int:
     return n
 
 
+def opening_words(text: str) -> tuple[str, ...]:
+    """A turn's words for its opening: split on whitespace, lower-cased, quotes and punctuation around them dropped.
+
+    An action between asterisks stays one word. ``'*smiles* "Oh, Theo!'`` -> ``("*smiles*", "oh", "theo")``.
+    """
+    words = (w.strip(_OPENING_STRIP) for w in text.lower().replace("’", "'").split())
+    return tuple(w for w in words if w)
+
+
+_OPENING_STRIP = "\"“”'.,!?;:()[]…-"
+
+
 def prefix_repetition(replies: Sequence[Reply]) -> dict:
-    """Most generated turns open with the same words; says whether the shared opening grows or is long."""
-    gen = [i for i, r in enumerate(replies) if r.generated and len(r.words) >= PREFIX_WORDS]
+    """Most generated turns open with the same three words; says whether the shared opening grows or is long."""
+    openings = {i: opening_words(r.text) for i, r in enumerate(replies) if r.generated}
+    gen = [i for i, words in openings.items() if len(words) >= PREFIX_WORDS]
     empty = _loop_entry(replies, [], prefix=None, growing=False, long=False)
     if len(gen) < 3:
         return empty
-    openings = Counter(replies[i].words[:PREFIX_WORDS] for i in gen)
-    prefix, count = openings.most_common(1)[0]
+    counts = Counter(openings[i][:PREFIX_WORDS] for i in gen)
+    prefix, count = counts.most_common(1)[0]
     if count < 3 or count / len(gen) < PREFIX_SHARE:
         return empty
-    turns = [i for i in gen if replies[i].words[:PREFIX_WORDS] == prefix]
-    shared = [_common_prefix_words(replies[a].words, replies[b].words) for a, b in zip(turns, turns[1:])]
+    turns = [i for i in gen if openings[i][:PREFIX_WORDS] == prefix]
+    shared = [_common_prefix_words(openings[a], openings[b]) for a, b in zip(turns, turns[1:])]
     half = len(shared) // 2
     growing = bool(half) and sum(shared[half:]) / (len(shared) - half) > sum(shared[:half]) / half
     long = sorted(shared)[len(shared) // 2] >= PREFIX_LONG  # the median shared opening

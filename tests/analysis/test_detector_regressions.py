@@ -101,11 +101,17 @@ def test_near_verbatim_repeats_with_small_edits_are_a_single_turn_loop_not_seman
 # --- one severity, the share of the speaker's turns ------------------------------
 
 
-def test_an_opening_habit_is_prefix_repetition_but_not_a_looping_conversation():
-    turns = [f"*smirks* {t}" for t in FLUENT[:7] + FLUENT[9:13]]  # FLUENT[7] says "thank you" 20 times
-    found = d.detect_all(conversation(turns))
+def test_an_opening_habit_is_not_a_looping_conversation():
+    varied = FLUENT[:7] + FLUENT[9:13]  # FLUENT[7] says "thank you" 20 times
+    # *smirks* alone is one shared word: a habit, not even a shared three-word opening
+    found = d.detect_all(conversation([f"*smirks* {t}" for t in varied]))
+    assert not assistant_of(found, "loops", "prefix_repetition")["present"]
+    assert found["assistant"]["loop_onset_turn"] is None
+    # a longer habitual opening is prefix repetition, with the same severity as any type, but no loop
+    found = d.detect_all(conversation([f"*smirks* Oh, Theo. {t}" for t in varied]))
     prefix = assistant_of(found, "loops", "prefix_repetition")
     assert prefix["present"] and prefix["severity"] == 1.0 and not prefix["long"]
+    assert prefix["prefix"] == "*smirks* oh theo"
     assert found["assistant"]["loop_onset_turn"] is None
 
 

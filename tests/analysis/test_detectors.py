@@ -90,7 +90,7 @@ def test_intra_turn_repetition_of_a_character_run():
 def test_prefix_repetition():
     entry = d.prefix_repetition(COLD)
     check_entry(entry)
-    assert entry["present"] and entry["prefix"] == "\" i'm so"
+    assert entry["present"] and entry["prefix"] == "i'm so glad"
     for name in ("hot", "orig"):
         assert not d.prefix_repetition(REAL[name])["present"], name
 
