@@ -624,11 +624,29 @@ def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None, synt
 _EMPTYISH = re.compile(r"^[\W_]*$")
 
 
+_VERBS = frozenset("""is are am was were be been do does did have has had can will would could should shall may
+might must let's it's that's i'm you're we're they're he's she's what's there's here's who's i'll you'll
+i've i'd don't can't won't isn't""".split())
+
+
+def near_empty(text: str) -> bool:
+    """Nothing, punctuation only, or a fragment of at most two words that is not a sentence.
+
+    A fragment is not a sentence when it asks nothing (no ``?``) and has no
+    verb of a short list (is, are, do, can, it's, I'm...): "Yes." and "The
+    coffee" are near-empty, "What's that?" and "It is." are not.
+    """
+    if len(text) <= 2 or _EMPTYISH.match(text):
+        return True
+    words = opening_words(text)
+    if len(words) > 2 or text.rstrip().endswith("?"):
+        return False
+    return not any(w in _VERBS for w in words)
+
+
 def nothing_to_say(replies: Sequence[Reply]) -> dict:
-    """Empty or near-empty responses: nothing, or only punctuation, or one short word."""
-    flagged = [i for i, r in enumerate(replies) if r.generated and (
-        len(r.text) <= 2 or _EMPTYISH.match(r.text) or (len(r.words) <= 1 and len(r.text) <= 4))]
-    return _entry(replies, flagged)
+    """Empty or near-empty turns (``near_empty``)."""
+    return _entry(replies, [i for i, r in enumerate(replies) if r.generated and near_empty(r.text)])
 
 
 # Ends on an apostrophe, or one or two letters after it that finish no contraction.
