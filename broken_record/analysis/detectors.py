@@ -657,10 +657,15 @@ _APOSTROPHE_GARBAGE = re.compile(
     r"|['’]{2,}\w"  # "it''s"
     r"|(?<=\w)['’][^\s\w\"'’.,!?;:)\]*…-]",  # an apostrophe followed by a stray symbol
     re.I)
+# A contraction whose apostrophe came out as mojibake or stray symbols: "wonÃ¶t", "doesnâ€™re", "don¿ts".
+_MOJIBAKE_APOSTROPHE = re.compile(
+    r"[A-Za-z](?:[ÃâÂ][^\s\w]{0,2}|[^\x00-\x7f\w\s“”‘’…—–]{1,3})(?:t|s|re|ve|ll|m|d)s?\b")
 
 
 def _garbled(text: str) -> bool:
-    """``_APOSTROPHE_GARBAGE`` anywhere in the text, looked for only around its apostrophes."""
+    """``_APOSTROPHE_GARBAGE`` anywhere in the text (looked for only around its apostrophes), or a mojibake one."""
+    if not text.isascii() and _MOJIBAKE_APOSTROPHE.search(text):
+        return True
     for quote in ("'", "’"):
         at = text.find(quote)
         while at != -1:
@@ -694,13 +699,16 @@ _REJECTION = re.compile(
     r"|am not able to|'m not able to) (?:continue|help with|assist with|comply|fulfill|engage in|participate"
     r"|generate|provide|role-?play|do that|write that)\b|\bi (?:must|have to) (?:decline|refuse)\b"
     r"|\bagainst my (?:guidelines|programming|policy|policies)\b|\bi apologi[sz]e,? but\b"
-    r"|\bi'm sorry,? but i (?:can(?:'|no)t|cannot|won't)\b|\bopenai\b|\bi don't have personal (?:feelings|experiences|opinions)\b",
+    r"|\bi'm sorry,? but i (?:can(?:'|no)t|cannot|won't)\b|\bopenai\b|\bi don't have personal (?:feelings|experiences|opinions)\b"
+    r"|\bnot a substitute for (?:a )?professional\b|\b(?:unable|not able) to access (?:your )?personal\b"
+    r"|\bi(?:'m| am) here to assist you\b",
     re.I)
 
 
 # Every _REJECTION phrase holds one of these: turns without any are not searched.
-_REJECTION_KEYS = ("ai", "language model", "assistant", "artificial", "can't", "cannot", "can not", "won't",
-                   "unable", "not able", "decline", "refuse", "against my", "apologi", "sorry", "personal")
+_REJECTION_KEYS = ("ai", "language model", "assist", "artificial", "can't", "cannot", "can not", "won't",
+                   "unable", "not able", "decline", "refuse", "against my", "apologi", "sorry", "personal",
+                   "substitute")
 
 
 def rejection(replies: Sequence[Reply]) -> dict:
