@@ -624,9 +624,10 @@ def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None, synt
 _EMPTYISH = re.compile(r"^[\W_]*$")
 
 
-_VERBS = frozenset("""is are am was were be been do does did have has had can will would could should shall may
+_VERB_LIST = """is are am was were be been do does did have has had can will would could should shall may
 might must let's it's that's i'm you're we're they're he's she's what's there's here's who's i'll you'll
-i've i'd don't can't won't isn't""".split())
+i've i'd don't can't won't isn't"""
+_VERBS = frozenset(_VERB_LIST.split())
 
 
 def near_empty(text: str) -> bool:
