@@ -55,7 +55,7 @@ SPEAKERS = ("assistant", "user")
 NEAR_VERBATIM = 0.5  # verbatim overlap at or above which a turn repeats another
 CONTAINED_MIN_BIGRAMS = 6  # below this many bigrams, the shorter turn's overlap is Dice, not containment
 MAX_PERIOD = 8  # the longest cycle multi_turn_loop looks for, in the speaker's turns
-PARAPHRASE_COSINE = 0.5  # TF-IDF cosine at or above which two turns say the same thing
+PARAPHRASE_COSINE = 0.3  # TF-IDF cosine at or above which two turns say the same thing
 SEMANTIC_WINDOW = 3  # a turn is compared with this many of the speaker's turns before it
 WINDOW = 2 * MAX_PERIOD + 1  # messages apart that verbatim overlaps are scored for (both speakers interleaved)
 MEANING_WINDOW = 2 * SEMANTIC_WINDOW + 1  # ... and meaning overlaps
@@ -66,9 +66,11 @@ INTRA_MIN_TOKENS = 12
 PREFIX_WORDS = 3
 PREFIX_SHARE = 0.5
 PREFIX_LONG = 8  # shared openings of this many words count as a loop, not a habit
-SOUP_ODD_SHARE = 0.2  # word soup: at least this share of words malformed ...
+SOUP_ODD_SHARE = 0.2  # word soup: at least this share of the word characters in malformed words ...
 SOUP_MIN_WORDS = 6
-SOUP_FUNCTION_SHARE = 0.12  # ... or fewer function words than this (in 20+ words): no syntax
+SOUP_SHORT_ODD_SHARE = 0.5  # ... at least half, in a turn of fewer words ...
+SOUP_ODD_CHARACTERS = 0.3  # ... or at least this share of its word characters (long malformed stretches) ...
+SOUP_FUNCTION_SHARE = 0.2  # ... or fewer function words than this (in 20+ words): no syntax
 SOUP_FUNCTION_MIN_WORDS = 20
 WHITESPACE_MIN = 2
 
@@ -418,14 +420,15 @@ def intra_turn_repetition(replies: Sequence[Reply], cover: np.ndarray | None = N
 
     Evidence: the share of the turn's words inside a word 3-gram that occurs
     3+ times in the turn (``repeated_cover``), or a character unit repeated
-    6+ times in a row (``char_runs``).
+    6+ times in a row (``char_runs``); either must cover at least 30% of the turn.
     """
     if cover is None:
         cover = repeated_cover([r.words for r in replies])
     if runs is None:
         runs = char_runs([r.text if r.generated else "" for r in replies])
     flagged = [i for i, r in enumerate(replies) if r.generated and (
-        (len(r.words) >= INTRA_MIN_TOKENS and cover[i] >= INTRA_COVER) or i in runs)]
+        (len(r.words) >= INTRA_MIN_TOKENS and cover[i] >= INTRA_COVER)
+        or (i in runs and runs[i] >= INTRA_COVER * len(r.text)))]
     return _loop_entry(replies, flagged, repeated_cover={str(i): round(float(cover[i]), 4) for i in flagged},
                        char_runs={str(i): c for i, c in runs.items()})
 
@@ -513,16 +516,17 @@ def _codes(texts: Sequence[str]) -> np.ndarray:
     return np.frombuffer("\x00".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-def odd_word_shares(texts: Sequence[str]) -> np.ndarray:
-    """Per text: the share of its words that look malformed.
+def odd_word_shares(texts: Sequence[str], by_characters: bool = False) -> np.ndarray:
+    """Per text: the share of its words that are malformed (of its word characters, ``by_characters``).
 
-    A word is a run of non-space characters with at least one character
-    other than ``"'*()[],.!?;:``. It is malformed when two characters in it
-    are a lower-case letter then a capital (camelCase joins: "plutoniumsideMigamb"),
-    a letter and a digit either way, or an ASCII letter and a non-ASCII letter
-    either way (typographic punctuation such as ’ or “ is not a letter), or
-    when it has 19 or more characters besides that punctuation.
-    ``["a bridgeListLiterie b", "fine"]`` -> ``[1/3, 0.0]``.
+    A word is a run of non-space characters; its size counts the characters
+    other than ``"'*()[],.!?;:`` (a word of those alone does not count). It
+    is malformed when two characters in it are a lower-case letter then a
+    capital (camelCase joins: "plutoniumsideMigamb"), a letter and a digit
+    either way, or an ASCII letter and a non-ASCII letter either way
+    (typographic punctuation such as ’ or “ is not a letter), or when it has
+    19 or more characters, or 3 or more hyphens ("Sparrow-Birds-Gorgon-...").
+    ``["a bridgeListLiterie b", "fine"]`` -> ``[1/3, 0.0]`` (by characters ``[17/19, 0.0]``).
     """
     count = len(texts)
     out = np.zeros(count)
@@ -548,12 +552,14 @@ def odd_word_shares(texts: Sequence[str]) -> np.ndarray:
     odd = np.zeros(len(sizes), dtype=bool)
     odd[word[1:][joined]] = True
     odd |= sizes >= 19
+    odd |= np.bincount(word[codes == 45], minlength=len(sizes)) >= 3  # "Sparrow-Birds-Gorgon-Skin-..."
     odd &= real
     # the text of each word: that of its first character
     first = np.searchsorted(word, np.arange(len(sizes)))
     word_owner = owner[np.minimum(first, len(owner) - 1)]
-    totals = np.bincount(word_owner[real], minlength=count)[:count]
-    hits = np.bincount(word_owner[odd], minlength=count)[:count]
+    weights = sizes.astype(np.float64) if by_characters else np.ones(len(sizes))
+    totals = np.bincount(word_owner[real], weights=weights[real], minlength=count)[:count]
+    hits = np.bincount(word_owner[odd], weights=weights[odd], minlength=count)[:count]
     np.divide(hits, totals, out=out, where=totals > 0)
     return out
 
@@ -596,15 +602,18 @@ def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None, synt
               odd: np.ndarray | None = None, lexical: np.ndarray | None = None) -> dict:
     """The text is not language: malformed or glued words, or words without syntax.
 
-    A property of the text, whatever ended the turn: at least 20% of its words
-    malformed (``odd_word_share``, 6+ words), or fewer than 12% function words
-    in 20+ words. Stopping on the turn limit is reported beside it.
+    A property of the text, whatever ended the turn: at least 20% of its
+    words malformed (``odd_word_shares``; at least half in a turn of fewer
+    than 6 words), or at least 30% of its word characters in malformed
+    words (long malformed stretches), or fewer than 20% function words in
+    20+ words. Stopping on the turn limit is reported beside it.
     """
     flagged, limit_turns, scores = [], [], {}
     if syntax is None:
         syntax = function_word_shares([r.words for r in replies])
     if odd is None:
         odd = odd_word_shares([r.text for r in replies])
+    odd_chars = odd_word_shares([r.text for r in replies], by_characters=True)
     if lexical is None:
         lexical = lexical_counts(replies)
     for i, reply in enumerate(replies):
@@ -613,11 +622,14 @@ def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None, synt
         if reply.stop == "limit" or (reply.stop is None and turn_max_tokens is not None
                                      and reply.tokens is not None and reply.tokens >= turn_max_tokens):
             limit_turns.append(i)
-        malformed = float(odd[i]) if lexical[i] >= SOUP_MIN_WORDS else 0.0
+        malformed, stretches = float(odd[i]), float(odd_chars[i])
         function = float(syntax[i]) if lexical[i] >= SOUP_FUNCTION_MIN_WORDS else 1.0
-        if malformed >= SOUP_ODD_SHARE or function < SOUP_FUNCTION_SHARE:
+        needed = SOUP_ODD_SHARE if lexical[i] >= SOUP_MIN_WORDS else SOUP_SHORT_ODD_SHARE
+        if (lexical[i] >= 1 and malformed >= needed) or function < SOUP_FUNCTION_SHARE \
+                or (lexical[i] >= SOUP_MIN_WORDS and stretches >= SOUP_ODD_CHARACTERS):
             flagged.append(i)
-            scores[str(i)] = {"odd_words": round(malformed, 4), "function_words": round(function, 4)}
+            scores[str(i)] = {"odd_words": round(malformed, 4), "odd_characters": round(stretches, 4),
+                              "function_words": round(function, 4)}
     return _entry(replies, flagged, limit_turns=limit_turns, evidence=scores)
 
 
@@ -645,9 +657,12 @@ def near_empty(text: str) -> bool:
     return not any(w in _VERBS for w in words)
 
 
-def nothing_to_say(replies: Sequence[Reply]) -> dict:
-    """Empty or near-empty turns (``near_empty``)."""
-    return _entry(replies, [i for i, r in enumerate(replies) if r.generated and near_empty(r.text)])
+def nothing_to_say(replies: Sequence[Reply], odd: np.ndarray | None = None) -> dict:
+    """Empty or near-empty turns (``near_empty``); a fragment of malformed words ("6381hK") is word soup instead."""
+    if odd is None:
+        odd = odd_word_shares([r.text for r in replies])
+    return _entry(replies, [i for i, r in enumerate(replies)
+                            if r.generated and near_empty(r.text) and odd[i] < SOUP_SHORT_ODD_SHARE])
 
 
 # Ends on an apostrophe, or one or two letters after it that finish no contraction.
@@ -745,7 +760,7 @@ def detect(replies: Sequence[Reply], turn_max_tokens: int | None = None, sim: Si
     }
     breaks = {
         "word_soup": word_soup(replies, turn_max_tokens, syntax, odd, lexical),
-        "nothing_to_say": nothing_to_say(replies),
+        "nothing_to_say": nothing_to_say(replies, odd),
         "apostrophe_break": apostrophe_break(replies),
         "leading_whitespace": leading_whitespace(replies),
         "rejection": rejection(replies),

@@ -83,8 +83,10 @@ def test_intra_turn_repetition():
 
 
 def test_intra_turn_repetition_of_a_character_run():
-    entry = d.intra_turn_repetition(crafted([ORIG[1].text + " hahahahahahahahahahahaha!"]))
-    assert entry["present"] and entry["turns"] == [1]
+    # A laugh that is most of the turn repeats inside it; a laugh at the end of a long turn does not.
+    entry = d.intra_turn_repetition(crafted(["hahahahahahahahahahahahaha! Oh, Theo.",
+                                             ORIG[1].text + " hahahahahahahahahahahaha!"]))
+    assert entry["present"] and entry["turns"] == [1] and set(entry["char_runs"]) == {"1", "2"}
 
 
 def test_prefix_repetition():
