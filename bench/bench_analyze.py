@@ -13,12 +13,22 @@ Then it times:
 - the classic mining, straightforward (``mine_reference``) and numpy
   (``mine_numpy``) on a subset, compiled (``mine_compiled``, what analyze.py
   uses) on the subset and on every conversation, checking that all agree;
-- ``analyze_folder`` over the folder with 1 process and with every core.
+- ``analyze_folder`` over the folder with 1 process and with every core;
+- the whole process, ``python analyze.py FOLDER`` (default -j, wall clock,
+  best of --repeats), against the straightforward miner alone over the same
+  logs (the ratio the README quotes), checking that analysis.json has the
+  straightforward miner's classic figures; and where that process spends
+  its time (start-up and imports, the analysis, writing the files);
+- size scaling: one log each of about 2, 5, 10 and 20 MB built from the same
+  real turns, ``analyze.py`` on each (wall clock and peak memory of the
+  process tree), and the classic kernels alone on its text: the one that
+  does a pass per removal (``kernel="small"``, quadratic) and the linear one.
 
 Prints the figures and writes bench/results/analyze.json. Not a test: no
 figure is asserted.
 
-    .venv/bin/python bench/bench_analyze.py [--conversations 100] [--tokens 16000] [--subset 10]
+    .venv/bin/python bench/bench_analyze.py [--conversations 100] [--tokens 16000] [--subset 100]
+                                           [--sizes 2,5,10,20] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import platform
 import random
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,9 +49,16 @@ from pathlib import Path
 
 import numpy as np
 
-from broken_record.analysis import classic
+from broken_record.analysis import classic, classic_kernel
 from broken_record.analysis import folder as analysis
-from broken_record.runs.layout import CONFIG_FILE, JSONL_SUFFIX, MANIFEST_FILE, run_folder_name
+from broken_record.runs.layout import (
+    ANALYSIS_FILE,
+    CONFIG_FILE,
+    JSONL_SUFFIX,
+    LOG_SUFFIX,
+    MANIFEST_FILE,
+    run_folder_name,
+)
 from broken_record.runs.reader import read_log
 from broken_record.runs.writer import ConversationLog, closing_text
 
@@ -132,6 +150,123 @@ def best_of(repeats: int, func, *args, clock=time.perf_counter):
     return best, result
 
 
+PYTHON = sys.executable
+ANALYZE = str(ROOT / "analyze.py")
+# Runs a command and prints its wall time and the peak RSS of its process tree (the
+# largest of the process and its waited-for children), from a fresh process each time.
+_MEASURE = ("import resource, subprocess, sys, time\n"
+            "t = time.perf_counter()\n"
+            "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+            "t = time.perf_counter() - t\n"
+            "assert done.returncode == 0, done.stderr.decode()\n"
+            "print(t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def measure(*command: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one run of ``command``."""
+    out = subprocess.run([PYTHON, "-c", _MEASURE, *command], capture_output=True, text=True, check=True).stdout
+    seconds, kb = out.split()
+    return float(seconds), int(kb) / 1024
+
+
+def classic_of(entry: dict) -> dict:
+    return {k: entry[k] for k in ("character_count", "loop_score", "loop_density", "avg_response_length",
+                                  "response_lengths", "top_segments")}
+
+
+def reference_classic(path: Path) -> dict:
+    conv = read_log(path)
+    figures = classic.classic_from_lines(conv.classic_lines, conv.agent_prefix, miner=classic.mine_reference)
+    return {"character_count": figures.character_count, "loop_score": figures.loop_score,
+            "loop_density": figures.loop_density, "avg_response_length": figures.avg_response_length,
+            "response_lengths": figures.response_lengths,
+            "top_segments": [[s, c] for s, c in figures.top_segments(analysis.TOP_SEGMENTS)]}
+
+
+def whole_process(folder: Path, reference_s: float, repeats: int) -> dict:
+    """``python analyze.py FOLDER`` as a user runs it, against the straightforward miner alone."""
+    runs = [measure(PYTHON, ANALYZE, str(folder)) for _ in range(repeats)]
+    best = min(t for t, _ in runs)
+    written = json.loads((folder / ANALYSIS_FILE).read_text(encoding="utf-8"))
+    expected = {p.name: reference_classic(p) for p in sorted(folder.glob("*" + JSONL_SUFFIX))}
+    identical = {c["file"]: classic_of(c) for c in written["conversations"]} == expected
+    one = min(measure(PYTHON, ANALYZE, str(folder), "-j", "1")[0] for _ in range(repeats))
+    # Where the time goes: start-up and imports (the kernel loaded from numba's cache), then the rest.
+    startup = min(measure(PYTHON, "-c", "from broken_record.cli import analyze; "
+                          "from broken_record.analysis import folder, outputs, report, classic; "
+                          "classic.fast_miner()")[0] for _ in range(repeats))
+    python_only = min(measure(PYTHON, "-c", "pass")[0] for _ in range(repeats))
+    start = time.perf_counter()
+    result = analysis.analyze_folder(folder)
+    analysis_s = time.perf_counter() - start
+    from broken_record.analysis import outputs, report
+
+    start = time.perf_counter()
+    outputs.write_outputs(folder, result)
+    outputs_s = time.perf_counter() - start
+    start = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        from rich.console import Console
+
+        report.print_report(result, Console(file=sink, highlight=False, soft_wrap=True))
+    report_s = time.perf_counter() - start
+    figures = {
+        "whole_process_s": round(best, 3), "whole_process_runs_s": [round(t, 3) for t, _ in runs],
+        "whole_process_peak_rss_mb": round(max(m for _, m in runs), 1),
+        "whole_process_j1_s": round(one, 3),
+        "straightforward_classic_alone_s": round(reference_s, 3),
+        "ratio": round(reference_s / best, 2),
+        "identical_classic_figures": identical,
+        "breakdown_s": {"python_start": round(python_only, 3), "start_and_imports_and_kernel_load": round(startup, 3),
+                        "analyze_folder_in_this_process_default_j": round(analysis_s, 3),
+                        "write_outputs_json_and_png": round(outputs_s, 3), "print_report": round(report_s, 3)},
+        "timing": f"wall clock, best of {repeats} runs of `python analyze.py FOLDER` (default -j, stdout to "
+                  "/dev/null); ratio = straightforward miner (mine_reference, best of 2 per log, summed over "
+                  "the same logs) / whole process",
+    }
+    print(f"whole process: analyze.py {best:.2f} s (runs {', '.join(f'{t:.2f}' for t, _ in runs)}), -j 1 {one:.2f} s; "
+          f"straightforward miner alone {reference_s:.2f} s: x{reference_s / best:.2f}; "
+          f"identical classic figures: {identical}")
+    print(f"  breakdown: python {python_only:.2f} s, start-up+imports+kernel {startup:.2f} s, "
+          f"analyze_folder {analysis_s:.2f} s, outputs {outputs_s:.2f} s, report {report_s:.2f} s")
+    return figures
+
+
+def size_scaling(work: Path, pool: dict, ratio: float, config: dict, sizes: list[float], repeats: int) -> list[dict]:
+    """analyze.py on one log of each size (MB), with time and peak memory; the kernels alone on its text."""
+    rows = []
+    for mb in sizes:
+        rng = random.Random(int(mb * 10))
+        # About 7.6 bytes of .log per token with these turns (both roles, streamed and closing copies).
+        messages = build_conversation(rng, pool, ratio, int(mb * 1e6 / 7.6), 0.5)
+        folder = work / f"size_{mb:g}MB"
+        folder.mkdir()
+        write_run(folder, [messages], dict(config, total_tokens=10**9))
+        for path in folder.glob("*" + JSONL_SUFFIX):
+            path.unlink()  # the text log alone: its size is the size
+        log = next(folder.glob("*" + LOG_SUFFIX))
+        runs = [measure(PYTHON, ANALYZE, str(folder), "--json") for _ in range(repeats)]
+        conv = read_log(log)
+        text = classic.assistant_lines(conv.classic_lines, conv.agent_prefix)[0]
+        linear_s, linear = best_of(repeats, classic_kernel.mine, text, 64, 5, False, "linear")
+        row = {"log_mb": round(log.stat().st_size / 1e6, 2), "turns": len(messages),
+               "assistant_words": len(text.split(" ")),
+               "analyze_s": round(min(t for t, _ in runs), 3),
+               "analyze_peak_rss_mb": round(min(m for _, m in runs), 1),
+               "classic_linear_kernel_s": round(linear_s, 3)}
+        if mb <= 10:  # the quadratic kernel on 20 MB takes long; 2..10 show its growth
+            small_s, small = best_of(1, classic_kernel.mine, text, 64, 5, False, "small")
+            row["classic_small_kernel_s"] = round(small_s, 3)
+            row["kernels_agree"] = small == linear
+        rows.append(row)
+        print(f"  {row['log_mb']:6.2f} MB, {row['turns']} turns: analyze.py {row['analyze_s']:.2f} s, "
+              f"peak {row['analyze_peak_rss_mb']:.0f} MB; classic linear kernel {linear_s:.2f} s"
+              + (f", pass-per-removal kernel {row['classic_small_kernel_s']:.2f} s" if "classic_small_kernel_s" in row
+                 else ""))
+        shutil.rmtree(folder)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--conversations", type=int, default=100)
@@ -140,6 +275,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "analyze.json"))
     parser.add_argument("--keep", help="build the folder here and keep it")
+    parser.add_argument("--sizes", default="2,5,10,20", help="log sizes in MB for the size scaling ('' to skip)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each whole-process measure (best is kept)")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
@@ -208,6 +345,16 @@ def main() -> int:
         analysis.analyze_conversation(read_log(path))
     per_conversation = (time.perf_counter() - start) / 10
 
+    # The straightforward miner over every log, then analyze.py as a whole.
+    if len(subset) == len(texts):
+        reference_all = sum(reference_s)
+    else:
+        reference_all = sum(best_of(2, classic.mine_reference, t)[0] for t in texts)
+    process = whole_process(folder, reference_all, args.repeats)
+    sizes = [float(x) for x in args.sizes.split(",") if x.strip()]
+    print("size scaling (one .log each):")
+    scaling = size_scaling(work, pool, ratio, config, sizes, args.repeats) if sizes else []
+
     results = {
         "what": "classic loop mining, straightforward vs fast; analyze_folder with 1 vs all cores",
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -240,6 +387,14 @@ def main() -> int:
             "one_process_s": round(one_s, 3), "all_cores_s": round(all_s, 3), "cores": cores,
             "speedup": round(one_s / all_s, 2), "same_result": one == many,
             "per_conversation_s": round(per_conversation, 4), "timing": "best of 2 runs",
+        },
+        "whole_process": process,
+        "size_scaling": {
+            "logs": scaling,
+            "how": "one conversation per size from the same real turns (half of the assistant turns repeat one "
+                   "of the last two), as a .log alone; analyze.py FOLDER --json in a subprocess (default -j), "
+                   f"best of {args.repeats} (time) / lowest peak RSS of the process tree; the classic kernels "
+                   "alone on the assistant text in this process",
         },
     }
     out = Path(args.out)

@@ -9,8 +9,13 @@ repeats; then go on to n - 1 with the reduced text.
 ``mine_reference`` is that algorithm written out plainly; it is the
 specification. Two faster miners give identical results:
 
-- ``mine_compiled`` (classic_kernel.py): the whole mining in one kernel
-  compiled by numba, over UTF-8 bytes. It is what ``mine_fast`` uses.
+- ``mine_compiled`` (classic_kernel.py): the mining compiled by numba, over
+  UTF-8 bytes. It is what ``mine_fast`` uses. Two kernels: one that does a
+  pass over the text per removal (the quickest on a conversation of ordinary
+  length, but quadratic: a 20 MB log has thousands of removals), and one in
+  time about linear in the text's length, which keeps an index of the
+  windows and updates it around each removal; the first hands over to the
+  second once its passes add up to a budget.
 - ``mine_numpy`` (below): the same ideas with numpy calls, the fallback when
   numba cannot be imported.
 
@@ -442,7 +447,11 @@ def mine_numpy(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[
 
 
 def mine_compiled(text: str, n_max: int = N_MAX, n_min: int = N_MIN) -> tuple[list[tuple[str, int]], str]:
-    """Same result as ``mine_reference``, with the compiled kernel (classic_kernel.py, needs numba)."""
+    """Same result as ``mine_reference``, with the compiled kernels (classic_kernel.py, needs numba).
+
+    Linear in the text's length; long texts return to Python between steps,
+    so Ctrl-C stops it.
+    """
     from broken_record.analysis import classic_kernel
 
     return classic_kernel.mine(text, n_max, n_min)
@@ -454,7 +463,7 @@ def fast_miner() -> Miner:
     try:
         from broken_record.analysis import classic_kernel  # imports numba
 
-        classic_kernel.warm()  # compiles, or loads the cached kernel
+        classic_kernel.warm(linear=False)  # compiles, or loads the cached kernel; the linear one when needed
     except Exception:  # no numba, or it cannot compile here: numpy gives the same results
         return mine_numpy
     return mine_compiled

@@ -19,7 +19,6 @@ analysis is still written and the exit code is still 0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,9 +64,17 @@ def _analyze(argv: list[str] | None) -> int:
         return 2
 
     # after the argument checks: numpy is slow to import
-    from broken_record.analysis.folder import NoLogsError, analyze_folder
+    from broken_record.analysis import scatter_png
+    from broken_record.analysis.folder import FolderProgress, NoLogsError, analyze_folder
     from broken_record.analysis.outputs import write_outputs
     from broken_record.analysis.report import print_report
+
+    warm: list[Any] = []
+
+    def warm_png() -> None:
+        # The PNG renderer's engine starts while the workers analyse (not forked into them).
+        if not warm:
+            warm.append(scatter_png.warm_up())
 
     failed = 0
     results: list[dict[str, Any]] = []
@@ -90,7 +97,7 @@ def _analyze(argv: list[str] | None) -> int:
     judged: list[tuple[str | Path, dict[str, Any]]] = []
     for folder in args.folders:
         try:
-            result = analyze_folder(folder, workers=args.jobs)
+            result = analyze_folder(folder, workers=args.jobs, progress=FolderProgress(Path(folder).name), before_wait=warm_png)
         except NoLogsError as exc:
             print(f"analyze.py: {exc}", file=sys.stderr)
             failed += 1
@@ -111,7 +118,11 @@ def _analyze(argv: list[str] | None) -> int:
         for judged_folder, judged_result in judged:
             finish(judged_folder, judged_result)
     if args.json and results:
-        print(json.dumps(results[0] if len(args.folders) == 1 else results, ensure_ascii=False, indent=1))
+        from broken_record.analysis.outputs import json_text
+
+        print(json_text(results[0] if len(args.folders) == 1 else results, indent=1))
+    for thread in warm:  # a warm-up left running (a folder with no readable log) ends before the process
+        thread.join()
     return 1 if failed else 0
 
 

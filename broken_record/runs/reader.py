@@ -13,7 +13,11 @@ Two formats, both written by writer.py (schema.py describes their records):
 
 A folder holding both files of a conversation is read from the ``.jsonl``.
 Files that cannot be read raise ``LogError`` with a one-line reason; what
-to do with it (warn, skip) is the caller's business. Nothing here analyses.
+to do with it (warn, skip) is the caller's business. A file is a conversation
+log only if it is text (no NUL bytes, at most a few invalid UTF-8 sequences)
+with the layout's markers: a ``.log`` needs ``--- DONE ---`` or the ``--- N ---``
+marker written before each streamed turn, a ``.jsonl`` a header line. Nothing
+here analyses.
 """
 
 from __future__ import annotations
@@ -119,6 +123,7 @@ def read_log(path: str | Path) -> Conversation:
         raw = path.read_bytes()
     except OSError as exc:
         raise LogError(f"cannot read it ({exc.strerror or exc})") from None
+    _check_text(raw)
     text = raw.decode("utf-8", errors="replace")
     # The original read with universal newlines; do the same.
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -127,6 +132,21 @@ def read_log(path: str | Path) -> Conversation:
     if path.suffix == layout.JSONL_SUFFIX:
         return parse_jsonl(text, path.name)
     return parse_text_log(text, path.name)
+
+
+BAD_UTF8_SHARE = 0.01  # more invalid UTF-8 sequences than this share of the bytes: not a text file
+
+
+def _check_text(raw: bytes) -> None:
+    """``LogError`` for a binary file: NUL bytes, or many bytes that are not UTF-8."""
+    if b"\x00" in raw:
+        raise LogError("binary data (NUL bytes): not a parrot log")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        bad = raw.decode("utf-8", errors="replace").count("\ufffd") - raw.count("\ufffd".encode())
+        if bad > max(8, BAD_UTF8_SHARE * len(raw)):
+            raise LogError(f"{bad} bytes that are not UTF-8 text: not a parrot log") from None
 
 
 # --- .jsonl ----------------------------------------------------------------------
@@ -299,6 +319,8 @@ def parse_text_log(text: str, name: str = "conversation.log") -> Conversation:
 
 def _parse_streamed(lines: list[str], name: str) -> Conversation:
     """A text log cut off before ``--- DONE ---``: its streamed turns, partial."""
+    if not any(_MARKER.match(line) for line in lines):
+        raise LogError("no '--- N ---' turn marker and no '--- DONE ---': not a parrot log")
     body = [line for line in lines if line.strip() and not _MARKER.match(line)]
     if not body:
         raise LogError("no '--- DONE ---' marker and no turns: empty or not a parrot log")

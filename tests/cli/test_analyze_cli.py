@@ -94,8 +94,9 @@ def test_analysis_json_follows_the_schema(analysed):
     assert cold["settings"]["assistant"]["model"] == "smollm2-135m"
     summary = data["summary"]
     assert summary["conversations"] == 7 and summary["complete"] == 7
-    # parrot_hot only: parrot_orig's long "You're amazing. You're splendid..." turn is a template loop, not soup
-    assert summary["break_types"]["word_soup"] == pytest.approx(1 / 7)
+    # parrot_hot, and quirks_overlap's "a b c d e a b c d e ..." (letters, no syntax); parrot_orig's long
+    # "You're amazing. You're splendid..." turn is a template loop, not soup
+    assert summary["break_types"]["word_soup"] == pytest.approx(2 / 7)
     assert summary["mean_loop_density"] == pytest.approx(
         sum(e["loop_density"] for e in EXPECTED.values()) / 7)
 
