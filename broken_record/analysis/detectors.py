@@ -442,12 +442,12 @@ def _common_prefix_words(a: tuple, b: tuple) -> int:
     return n
 
 
-def opening_words(text: str) -> tuple[str, ...]:
-    """A turn's words for its opening: split on whitespace, lower-cased, quotes and punctuation around them dropped.
+def opening_words(text: str, most: int = 4 * PREFIX_LONG) -> tuple[str, ...]:
+    """A turn's first ``most`` words: split on whitespace, lower-cased, quotes and punctuation around them dropped.
 
     An action between asterisks stays one word. ``'*smiles* "Oh, Theo!'`` -> ``("*smiles*", "oh", "theo")``.
     """
-    words = (w.strip(_OPENING_STRIP) for w in text.lower().replace("’", "'").split())
+    words = (w.strip(_OPENING_STRIP) for w in text[:20 * most].lower().replace("’", "'").split(None, most)[:most])
     return tuple(w for w in words if w)
 
 
@@ -517,7 +517,12 @@ def _codes(texts: Sequence[str]) -> np.ndarray:
 
 
 def odd_word_shares(texts: Sequence[str], by_characters: bool = False) -> np.ndarray:
-    """Per text: the share of its words that are malformed (of its word characters, ``by_characters``).
+    """``malformed_shares``: of words, or of word characters."""
+    return malformed_shares(texts)[1 if by_characters else 0]
+
+
+def malformed_shares(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per text: the share of its words that are malformed, and the share of its word characters in them.
 
     A word is a run of non-space characters; its size counts the characters
     other than ``"'*()[],.!?;:`` (a word of those alone does not count). It
@@ -526,13 +531,12 @@ def odd_word_shares(texts: Sequence[str], by_characters: bool = False) -> np.nda
     either way, or an ASCII letter and a non-ASCII letter either way
     (typographic punctuation such as ’ or “ is not a letter), or when it has
     19 or more characters, or 3 or more hyphens ("Sparrow-Birds-Gorgon-...").
-    ``["a bridgeListLiterie b", "fine"]`` -> ``[1/3, 0.0]`` (by characters ``[17/19, 0.0]``).
+    ``["a bridgeListLiterie b", "fine"]`` -> ``([1/3, 0.0], [17/19, 0.0])``.
     """
     count = len(texts)
-    out = np.zeros(count)
     codes = _codes(texts)
     if not len(codes):
-        return out
+        return np.zeros(count), np.zeros(count)
     lower = (codes >= 97) & (codes <= 122)
     upper = (codes >= 65) & (codes <= 90)
     digit = (codes >= 48) & (codes <= 57)
@@ -557,11 +561,14 @@ def odd_word_shares(texts: Sequence[str], by_characters: bool = False) -> np.nda
     # the text of each word: that of its first character
     first = np.searchsorted(word, np.arange(len(sizes)))
     word_owner = owner[np.minimum(first, len(owner) - 1)]
-    weights = sizes.astype(np.float64) if by_characters else np.ones(len(sizes))
-    totals = np.bincount(word_owner[real], weights=weights[real], minlength=count)[:count]
-    hits = np.bincount(word_owner[odd], weights=weights[odd], minlength=count)[:count]
-    np.divide(hits, totals, out=out, where=totals > 0)
-    return out
+    shares = []
+    for weights in (np.ones(len(sizes)), sizes.astype(np.float64)):
+        totals = np.bincount(word_owner[real], weights=weights[real], minlength=count)[:count]
+        hits = np.bincount(word_owner[odd], weights=weights[odd], minlength=count)[:count]
+        out = np.zeros(count)
+        np.divide(hits, totals, out=out, where=totals > 0)
+        shares.append(out)
+    return shares[0], shares[1]
 
 
 def odd_word_share(text: str) -> float:
@@ -599,7 +606,8 @@ def function_word_share(words: Sequence[str]) -> float:
 
 
 def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None, syntax: np.ndarray | None = None,
-              odd: np.ndarray | None = None, lexical: np.ndarray | None = None) -> dict:
+              odd: np.ndarray | None = None, lexical: np.ndarray | None = None,
+              odd_chars: np.ndarray | None = None) -> dict:
     """The text is not language: malformed or glued words, or words without syntax.
 
     A property of the text, whatever ended the turn: at least 20% of its
@@ -611,9 +619,8 @@ def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None, synt
     flagged, limit_turns, scores = [], [], {}
     if syntax is None:
         syntax = function_word_shares([r.words for r in replies])
-    if odd is None:
-        odd = odd_word_shares([r.text for r in replies])
-    odd_chars = odd_word_shares([r.text for r in replies], by_characters=True)
+    if odd is None or odd_chars is None:
+        odd, odd_chars = malformed_shares([r.text for r in replies])
     if lexical is None:
         lexical = lexical_counts(replies)
     for i, reply in enumerate(replies):
@@ -651,7 +658,7 @@ def near_empty(text: str) -> bool:
     """
     if len(text) <= 2 or _EMPTYISH.match(text):
         return True
-    words = opening_words(text)
+    words = opening_words(text, 3)
     if len(words) > 2 or text.rstrip().endswith("?"):
         return False
     return not any(w in _VERBS for w in words)
@@ -748,7 +755,7 @@ def rejection(replies: Sequence[Reply]) -> dict:
 def detect(replies: Sequence[Reply], turn_max_tokens: int | None = None, sim: Similarity | None = None,
            cover: np.ndarray | None = None, syntax: np.ndarray | None = None,
            odd: np.ndarray | None = None, runs: dict[int, int] | None = None,
-           lexical: np.ndarray | None = None) -> tuple[dict, dict, int | None]:
+           lexical: np.ndarray | None = None, odd_chars: np.ndarray | None = None) -> tuple[dict, dict, int | None]:
     """``(loops, breaks, loop_onset_turn)`` for one speaker's turns."""
     sim = _similarity(replies, sim)
     loops = {
@@ -759,7 +766,7 @@ def detect(replies: Sequence[Reply], turn_max_tokens: int | None = None, sim: Si
         "semantic_repetition": semantic_repetition(replies, sim),
     }
     breaks = {
-        "word_soup": word_soup(replies, turn_max_tokens, syntax, odd, lexical),
+        "word_soup": word_soup(replies, turn_max_tokens, syntax, odd, lexical, odd_chars),
         "nothing_to_say": nothing_to_say(replies, odd),
         "apostrophe_break": apostrophe_break(replies),
         "leading_whitespace": leading_whitespace(replies),
@@ -825,7 +832,7 @@ def detect_all(replies: Sequence[Reply], turn_max_tokens: dict[str, int | None] 
     cover = repeated_cover(words, hashed=hashed)
     lexical = lexical_counts(replies)
     syntax = function_word_shares(words, hashed, lexical)
-    odd = odd_word_shares([r.text for r in replies])
+    odd, odd_chars = malformed_shares([r.text for r in replies])
     runs = char_runs([r.text if r.generated else "" for r in replies])
     out: dict = {}
     for speaker in SPEAKERS:
@@ -835,7 +842,7 @@ def detect_all(replies: Sequence[Reply], turn_max_tokens: dict[str, int | None] 
         where = {p: k for k, p in enumerate(positions)}
         loops, breaks, onset = detect(mine, limit, sim.of(positions), cover[positions], syntax[positions],
                                       odd[positions], {where[p]: n for p, n in runs.items() if p in where},
-                                      lexical[positions])
+                                      lexical[positions], odd_chars[positions])
         out[speaker] = {"loops": loops, "breaks": breaks, "loop_onset_turn": onset,
                         "loop_onset_message": mine[onset].message if onset is not None else None}
     echoed = echoes(replies, sim)
