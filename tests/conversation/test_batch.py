@@ -273,12 +273,24 @@ def test_ctrl_c_closes_the_conversation_and_the_session(tmp_path):
     with FakeServer("openai", ["Juno says hello there\n", "Theo nods\n"]) as fake:
         batch, folder, out = fake_batch(tmp_path, fake.url, target=2, jobs=1, total_tokens=10**7)
         pools = ServerPool.for_roles(ServerURLs({"assistant": [fake.url], "user": [fake.url]}), batch.warn)
-        timer = threading.Timer(1.5, signal.raise_signal, (signal.SIGINT,))   # Ctrl-C mid-conversation
-        timer.start()
+        stop = threading.Event()
+
+        def ctrl_c_mid_conversation():
+            # As soon as the first conversation has written a few turns: a fixed delay let a fast
+            # machine fill the fake's context and start a second conversation first.
+            while not stop.is_set():
+                if any(len(p.read_text().splitlines()) >= 6 for p in folder.glob("*.jsonl")):
+                    signal.raise_signal(signal.SIGINT)
+                    return
+                stop.wait(0.002)
+
+        watcher = threading.Thread(target=ctrl_c_mid_conversation)
+        watcher.start()
         try:
             assert batch.generate(pools) == 130
         finally:
-            timer.cancel()
+            stop.set()
+            watcher.join()
     manifest = json.loads((folder / "manifest.json").read_text())
     (entry,) = manifest["conversations"]
     assert entry["outcome"] == "interrupted" and entry["end_reason"] == "interrupted"
