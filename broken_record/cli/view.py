@@ -13,24 +13,59 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from broken_record.runs.layout import ANALYSIS_FILE
 from broken_record.view import frames
 
-USAGE = "usage: python view.py [--html results.html] [--port N] <run folder> [<run folder> ...] (at most 10)"
+USAGE = ("usage: python view.py [--html results.html] [--port N] [--server.headless true ...] "
+         "<run folder> [<run folder> ...] (at most 10)")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """view.py's command line: run folders, and ``--html FILE`` or ``--port N``."""
+    """view.py's command line: run folders, ``--html FILE`` or ``--port N``, and Streamlit's own options.
+
+    Streamlit's options (``--server.headless true``, ``--server.port 8600``,
+    ``--theme.base=dark``: a section, a dot, a name) are passed on to
+    ``streamlit run`` in ``args.streamlit``, each with its value.
+    """
+    options, rest = _streamlit_options(argv)
     parser = argparse.ArgumentParser(prog="view.py", usage=USAGE.removeprefix("usage: "),
-                                     description="Compare up to ten analysed parrot runs.")
+                                     description="Compare up to ten analysed parrot runs. Streamlit's own options "
+                                                 "(--server.headless true, --server.port N, ...) are passed on to it.")
     parser.add_argument("runs", nargs="*", help="run folders written by parrot.sh")
     parser.add_argument("--html", metavar="FILE", help="write a static results.html instead of starting the app")
     parser.add_argument("--port", type=int, help="port for the Streamlit server (default: Streamlit's)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(rest)
+    args.streamlit = options
+    return args
+
+
+_STREAMLIT_OPTION = re.compile(r"--[a-zA-Z]+\.[a-zA-Z][\w.]*(=.*)?$")
+
+
+def _streamlit_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(Streamlit's options with their values, the rest)``: ``--section.name value`` or ``--section.name=value``."""
+    options: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        match = _STREAMLIT_OPTION.match(arg)
+        if match and match.group(1) is None and i + 1 < len(argv):
+            options += [arg, argv[i + 1]]
+            i += 2
+            continue
+        if match:
+            options.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return options, rest
 
 
 def write_report(target: str, folders: list[str]) -> int:
@@ -60,15 +95,20 @@ def write_report(target: str, folders: list[str]) -> int:
     return 0 if all(r.ok for r in runs) else 1
 
 
-def serve(page: str, folders: list[str], port: int | None) -> int:
-    """Hand over to `streamlit run PAGE` (view.py itself), which opens the browser."""
+def streamlit_command(page: str, folders: list[str], port: int | None, options: Sequence[str] = ()) -> list[str]:
+    """The ``streamlit run`` command line; the user's Streamlit options come after (and so win over) ours."""
     command = [sys.executable, "-m", "streamlit", "run", page,
                # Loopback only: the page shows model text and local paths.
                "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     if port:
         command += ["--server.port", str(port)]
-    command += ["--", *folders]
+    return command + list(options) + ["--", *folders]
+
+
+def serve(page: str, folders: list[str], port: int | None, options: Sequence[str] = ()) -> int:
+    """Hand over to `streamlit run PAGE` (view.py itself), which opens the browser."""
+    command = streamlit_command(page, folders, port, options)
     if os.name == "posix":
         # Become the server, so Ctrl-C and kill reach it directly and no child is left behind.
         os.execv(sys.executable, command)
@@ -90,7 +130,7 @@ def main(argv: list[str] | None = None, page: str | None = None) -> int:
         return 2
     if args.html:
         return write_report(args.html, args.runs)
-    return serve(page or str(Path(sys.argv[0]).resolve()), args.runs, args.port)
+    return serve(page or str(Path(sys.argv[0]).resolve()), args.runs, args.port, args.streamlit)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ def scatter_chart(points: pd.DataFrame, labels: list[str], y: str | None = "loop
         alt.Tooltip("loop_score:Q", title="loop score"),
         alt.Tooltip("turns:Q", title="messages"),
     ]
-    base = alt.Chart(points, name="scatter", title="Average response length vs loop density")
+    versus = MEASURES[y].split(" (")[0] if y in MEASURES else "loop density or repeated share"
+    base = alt.Chart(points, name="scatter", title=f"Average response length vs {versus}")
     if y is None:
         measure = alt.param(
             name="y_measure",

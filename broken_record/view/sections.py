@@ -189,7 +189,12 @@ def run_list(runs: list[Run], target: Target) -> str:
     ``"run_a (3 conversations), run_b (2 conversations)"``.
     """
     return ", ".join(
-        f"{run.label} ({len(frames.conversations(run))} conversations"
+        f"{run.label} ({counted(len(frames.conversations(run)), 'conversation')}"
         + (f", {run.folder})" if target == FILE else ")")
         for run in runs
     )
+
+
+def counted(n: int, noun: str) -> str:
+    """``(1, "conversation")`` -> ``"1 conversation"``; ``(3, ...)`` -> ``"3 conversations"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

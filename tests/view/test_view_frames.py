@@ -318,3 +318,35 @@ def test_view_html_analyses_a_fresh_folder_with_a_notice(tmp_path):
     page = target.read_text()
     assert "<td>cold_hot</td>" in page  # labelled without the results- prefix
     assert page.count("vegaEmbed('#chart-") == 4
+
+
+def test_streamlits_own_options_are_passed_on():
+    from broken_record.cli.view import parse, streamlit_command
+
+    args = parse(["run_a", "--server.headless", "true", "--server.port", "8600", "--theme.base=dark", "run_b"])
+    assert args.runs == ["run_a", "run_b"]
+    assert args.streamlit == ["--server.headless", "true", "--server.port", "8600", "--theme.base=dark"]
+    command = streamlit_command("view.py", args.runs, None, args.streamlit)
+    assert command[-3:] == ["--", "run_a", "run_b"]
+    # the user's options come after the defaults, so Streamlit takes theirs
+    assert command.index("--server.headless") > command.index("--server.address")
+    assert parse(["run_a", "--port", "9000"]).streamlit == []
+
+
+def test_run_list_counts_one_conversation_in_the_singular():
+    from broken_record.view.sections import counted
+
+    assert counted(1, "conversation") == "1 conversation" and counted(2, "conversation") == "2 conversations"
+
+
+def test_the_scatter_title_follows_its_y_measure():
+    import pandas as pd
+
+    from broken_record.view import charts
+
+    points = pd.DataFrame({"run": ["a"], "conversation": ["c"], "avg_response_length": [1.0], "loop_density": [0.5],
+                           frames.BOUNDED: [0.2], "loop_score": [3], "turns": [4]})
+    assert charts.scatter_chart(points, ["a"], "loop_density").to_dict()["title"] == \
+        "Average response length vs loop density"
+    assert charts.scatter_chart(points, ["a"], frames.BOUNDED).to_dict()["title"] == \
+        "Average response length vs repeated share"
