@@ -153,9 +153,16 @@ class Engine:
         self.session = requests.Session()
         self.info: ServerInfo | None = None
         self._active: requests.Response | None = None   # the stream being read, for abort()
+        self._stale = False   # abort() closed a connection under the session: start a fresh one
 
     # -- plumbing ---------------------------------------------------------
     def _request(self, method: str, path: str, timeout: float | None = None, **kw: Any) -> requests.Response:
+        if self._stale:
+            # The aborted stream's socket may have gone back to the pool half shut: a request
+            # on it fails (ResponseNotReady). A new session has no such connection.
+            self._stale = False
+            old, self.session = self.session, requests.Session()
+            old.close()
         try:
             return self.session.request(method, self.url + path,
                                         timeout=timeout or self.timeout, **kw)
@@ -229,6 +236,7 @@ class Engine:
         """Close the stream in flight (from another thread): its reader stops at once."""
         resp = self._active
         if resp is not None:
+            self._stale = True   # before the shutdown, so the reader's next request already sees it
             conn = getattr(resp.raw, "connection", None)
             sock = getattr(conn, "sock", None)
             try:
