@@ -516,11 +516,6 @@ def _codes(texts: Sequence[str]) -> np.ndarray:
     return np.frombuffer("\x00".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-def odd_word_shares(texts: Sequence[str], by_characters: bool = False) -> np.ndarray:
-    """``malformed_shares``: of words, or of word characters."""
-    return malformed_shares(texts)[1 if by_characters else 0]
-
-
 def malformed_shares(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per text: the share of its words that are malformed, and the share of its word characters in them.
 
@@ -571,11 +566,6 @@ def malformed_shares(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return shares[0], shares[1]
 
 
-def odd_word_share(text: str) -> float:
-    """``odd_word_shares`` of one text."""
-    return float(odd_word_shares([text])[0])
-
-
 _FUNCTION_HASHES = np.array(sorted({hash(w) for w in FUNCTION_WORDS}), dtype=np.int64).view(np.uint64)
 
 
@@ -600,18 +590,13 @@ def function_word_shares(words: Sequence[tuple], hashed: tuple[np.ndarray, np.nd
     return out
 
 
-def function_word_share(words: Sequence[str]) -> float:
-    """``function_word_shares`` of one text's tokens."""
-    return float(function_word_shares([tuple(words)])[0])
-
-
 def word_soup(replies: Sequence[Reply], turn_max_tokens: int | None = None, syntax: np.ndarray | None = None,
               odd: np.ndarray | None = None, lexical: np.ndarray | None = None,
               odd_chars: np.ndarray | None = None) -> dict:
     """The text is not language: malformed or glued words, or words without syntax.
 
     A property of the text, whatever ended the turn: at least 20% of its
-    words malformed (``odd_word_shares``; at least half in a turn of fewer
+    words malformed (``malformed_shares``; at least half in a turn of fewer
     than 6 words), or at least 30% of its word characters in malformed
     words (long malformed stretches), or fewer than 20% function words in
     20+ words. Stopping on the turn limit is reported beside it.
@@ -667,7 +652,7 @@ def near_empty(text: str) -> bool:
 def nothing_to_say(replies: Sequence[Reply], odd: np.ndarray | None = None) -> dict:
     """Empty or near-empty turns (``near_empty``); a fragment of malformed words ("6381hK") is word soup instead."""
     if odd is None:
-        odd = odd_word_shares([r.text for r in replies])
+        odd = malformed_shares([r.text for r in replies])[0]
     return _entry(replies, [i for i, r in enumerate(replies)
                             if r.generated and near_empty(r.text) and odd[i] < SOUP_SHORT_ODD_SHARE])
 
